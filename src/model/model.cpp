@@ -1,0 +1,150 @@
+// Forward and backward passes of the decoder (spec §1) with Infini-attention (§2).
+#include "model/model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/random.h"
+#include "kernels/activations.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/embedding.h"
+#include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+
+namespace infini {
+
+namespace {
+
+InfiniShape attention_shape(const ModelConfig& c, int64_t batch, int64_t tokens) {
+  return InfiniShape{batch,
+                     tokens,
+                     c.attention.segment_length,
+                     c.num_attention_heads,
+                     c.num_key_value_heads,
+                     c.head_dim,
+                     c.attention.memory_update == "delta"};
+}
+
+void copy_rows(float* to, const float* from, int64_t count) {
+  if (to != from) std::memcpy(to, from, count * sizeof(float));
+}
+
+}  // namespace
+
+Model model_create(const ModelConfig& config) {
+  config_validate(config, "model config");
+  INFINI_CHECK(config.attention.type == "infini",
+               "attention type '", config.attention.type, "' is not implemented yet");
+  Model m;
+  m.config = config;
+  Arena measure = Arena::measuring();
+  parameters_layout(config, measure);
+  m.storage = Arena(measure.used());
+  m.weights = parameters_layout(config, m.storage);
+  return m;
+}
+
+void model_init_random(Model& model, uint64_t seed) {
+  const ModelConfig& c = model.config;
+  Rng rng(seed);
+  const float std_dev = 0.02f, out_std = 0.02f / std::sqrt(2.0f * c.num_hidden_layers);
+  for (const ParameterInfo& p : parameter_table(c, model.weights)) {
+    const bool output_projection = p.name.ends_with("o_proj.weight") ||
+                                   p.name.ends_with("down_proj.weight");
+    for (int64_t i = 0; i < p.numel(); ++i) {
+      switch (p.kind) {
+        case ParameterKind::Norm: p.data[i] = 1.0f; break;
+        case ParameterKind::Gate: p.data[i] = c.attention.gate_init; break;
+        default: p.data[i] = float(rng.normal()) * (output_projection ? out_std : std_dev);
+      }
+    }
+  }
+}
+
+void model_forward(const Model& model, StreamState& state, Activations& act,
+                   const int32_t* tokens, int64_t T) {
+  const ModelConfig& c = model.config;
+  const Parameters& w = model.weights;
+  const int64_t B = act.batch, R = B * T, D = c.hidden_size, V = c.vocab_size,
+                H = c.num_attention_heads, d = c.head_dim, F = c.intermediate_size,
+                N = c.attention.segment_length, L = c.num_hidden_layers;
+  INFINI_CHECK(T >= 1 && T <= act.tokens, "chunk of ", T, " tokens for buffers of ", act.tokens);
+  INFINI_CHECK(state.batch == B, "stream state for ", state.batch, " streams, chunk for ", B);
+  INFINI_CHECK(state.position % N == 0, "a chunk must start at a segment boundary (position ",
+               state.position, ", segment length ", N, ")");
+  const InfiniShape shape = attention_shape(c, B, T);
+  const int64_t W = shape.qkv_width();
+
+  embedding_forward(act.layers[0].x_in, w.embed, tokens, R, D);
+  for (int64_t l = 0; l < L; ++l) {
+    LayerActivations& a = act.layers[act.training ? l : 0];
+    const LayerParameters& p = w.layers[l];
+    rmsnorm_forward(a.xn1, a.rstd1, a.x_in, p.input_norm, R, D, float(c.rms_norm_eps));
+    matmul_nt(a.qkv, a.xn1, p.qkv, R, W, D);
+    infini_attention_forward(a.att, a.attn, state.layers[l], a.qkv, p.memory_gate, act.rope_cos,
+                             act.rope_sin, shape, act.attn_scratch);
+    copy_rows(a.x_mid, a.x_in, R * D);
+    matmul_nt(a.x_mid, a.att, p.out, R, D, H * d, true);
+    rmsnorm_forward(a.xn2, a.rstd2, a.x_mid, p.post_norm, R, D, float(c.rms_norm_eps));
+    matmul_nt(a.gate_up, a.xn2, p.gate_up, R, 2 * F, D);
+    swiglu_forward(a.mlp, a.gate_up, R, F);
+    float* x_out = !act.training ? a.x_mid : (l + 1 < L ? act.layers[l + 1].x_in : act.x_final);
+    copy_rows(x_out, a.x_mid, R * D);
+    matmul_nt(x_out, a.mlp, p.down, R, D, F, true);
+  }
+  rmsnorm_forward(act.xn_final, act.rstd_final, act.x_final, w.final_norm, R, D,
+                  float(c.rms_norm_eps));
+  matmul_nt(act.logits, act.xn_final, w.lm_head, R, V, D);
+  state.position += T;
+}
+
+double model_loss(Activations& act, const int32_t* targets, int64_t T, int64_t vocab) {
+  INFINI_CHECK(T >= 1 && T <= act.tokens, "loss over ", T, " tokens of buffers for ", act.tokens);
+  return cross_entropy_forward(act.losses, act.logits, targets, act.batch * T, vocab);
+}
+
+void model_backward(const Model& model, Parameters& g, StreamState& dstate, Activations& act,
+                    const int32_t* tokens, const int32_t* targets, int64_t T, float loss_scale) {
+  const ModelConfig& c = model.config;
+  const Parameters& w = model.weights;
+  INFINI_CHECK(act.training, "backward needs activations created for training");
+  const int64_t B = act.batch, R = B * T, D = c.hidden_size, V = c.vocab_size,
+                H = c.num_attention_heads, d = c.head_dim, F = c.intermediate_size,
+                L = c.num_hidden_layers;
+  const InfiniShape shape = attention_shape(c, B, T);
+  const int64_t W = shape.qkv_width();
+
+  // head: logits = xn_final W_head^T
+  cross_entropy_backward(act.logits, act.logits, targets, R, V, loss_scale);
+  matmul_nn(act.dnormed, act.logits, w.lm_head, R, D, V);
+  matmul_tn(g.lm_head, act.logits, act.xn_final, V, D, R, true);
+  std::memset(act.dx, 0, R * D * sizeof(float));
+  rmsnorm_backward(act.dx, g.final_norm, act.dnormed, act.x_final, w.final_norm, act.rstd_final,
+                   R, D);
+
+  for (int64_t l = L - 1; l >= 0; --l) {
+    LayerActivations& a = act.layers[l];
+    const LayerParameters& p = w.layers[l];
+    LayerParameters& gp = g.layers[l];
+    // x_out = x_mid + mlp W_down^T
+    matmul_nn(act.dmlp, act.dx, p.down, R, F, D);
+    matmul_tn(gp.down, act.dx, a.mlp, D, F, R, true);
+    swiglu_backward(act.dgate_up, act.dmlp, a.gate_up, R, F);
+    matmul_nn(act.dnormed, act.dgate_up, p.gate_up, R, D, 2 * F);
+    matmul_tn(gp.gate_up, act.dgate_up, a.xn2, 2 * F, D, R, true);
+    rmsnorm_backward(act.dx, gp.post_norm, act.dnormed, a.x_mid, p.post_norm, a.rstd2, R, D);
+    // x_mid = x_in + att W_o^T
+    matmul_nn(act.datt, act.dx, p.out, R, H * d, D);
+    matmul_tn(gp.out, act.dx, a.att, D, H * d, R, true);
+    infini_attention_backward(act.dqkv, gp.memory_gate, dstate.layers[l], act.datt, a.attn, a.qkv,
+                              p.memory_gate, act.rope_cos, act.rope_sin, shape, act.attn_scratch,
+                              act.dgate_partial);
+    matmul_nn(act.dnormed, act.dqkv, p.qkv, R, D, W);
+    matmul_tn(gp.qkv, act.dqkv, a.xn1, W, D, R, true);
+    rmsnorm_backward(act.dx, gp.input_norm, act.dnormed, a.x_in, p.input_norm, a.rstd1, R, D);
+  }
+  embedding_backward(g.embed, act.dx, tokens, R, D, V);
+}
+
+}  // namespace infini
