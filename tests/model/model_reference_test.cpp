@@ -18,6 +18,7 @@
 #include <string>
 
 #include "model/checkpoint.h"
+#include "model/training_pass.h"
 #include "test_support.h"
 
 namespace infini {
@@ -95,6 +96,44 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"delta_mqa_one_segment_partial", "--vocab 256 --update delta --heads 4 --kv-heads 1 --untied", 3,
              5}),
     [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace infini
+
+namespace infini {
+namespace {
+
+// Gradient checkpointing (per-chunk recomputation) gives the gradients of the full pass.
+class RecomputeReference : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(RecomputeReference, GradientsMatchReference) {
+  const int64_t chunk = GetParam(), B = 2, T = 32;  // segment 8: 4 segments
+  const std::string dir = test::scratch_dir("recompute_reference_" + std::to_string(chunk));
+  ASSERT_NO_FATAL_FAILURE(test::run_reference(
+      "make-case --out " + dir + " --seed 9 --batch 2 --seq-len 32 --vocab 256 --update delta "
+      "--heads 4 --kv-heads 2 --untied"));
+  const Model model = model_load(dir);
+  const SafetensorsFile tokens_file = SafetensorsFile::open(dir + "/tokens.safetensors");
+  const SafetensorsFile ref = SafetensorsFile::open(dir + "/reference.safetensors");
+  std::vector<int32_t> tokens(B * (T + 1)), inputs(B * T), targets(B * T);
+  read_i32(*tokens_file.find("tokens"), tokens.data(), B * (T + 1), "tokens");
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      inputs[b * T + t] = tokens[b * (T + 1) + t];
+      targets[b * T + t] = tokens[b * (T + 1) + t + 1];
+    }
+  TrainingPass pass = training_pass_create(model.config, B, T, chunk);
+  Arena grad_storage(model.storage.used());
+  Parameters grads = parameters_layout(model.config, grad_storage);
+  const double loss = training_pass_run(model, grads, pass, inputs.data(), targets.data(),
+                                        1.0f / float(B * T)) / double(B * T);
+  EXPECT_NEAR(loss, test::read_f64(ref, "loss")[0], 1e-4 * loss);
+  for (const ParameterInfo& p : parameter_table(model.config, grads))
+    EXPECT_LT(test::relative_error(p.data, test::read_f64(ref, "grad." + p.name)), 1e-4)
+        << "gradient of " << p.name << " with chunks of " << chunk;
+}
+
+INSTANTIATE_TEST_SUITE_P(Chunks, RecomputeReference, ::testing::Values(0, 8, 16));
 
 }  // namespace
 }  // namespace infini
