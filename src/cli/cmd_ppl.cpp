@@ -21,6 +21,7 @@ struct PplOptions {
   std::string model, input, per_token;
   bool json = false;
   int threads = 0;
+  int64_t chunk = 4096;
 };
 
 void run_ppl(const PplOptions& o) {
@@ -37,7 +38,7 @@ void run_ppl(const PplOptions& o) {
     if (!per_token) throw Error(o.per_token, "cannot open for writing");
   }
   Progress progress("ppl", ec ? 0 : int64_t(size));
-  const PerplexityResult r = perplexity_stream(model, in, per_token.get(), &progress);
+  const PerplexityResult r = perplexity_stream(model, in, per_token.get(), &progress, o.chunk);
   progress.finish();
   if (per_token && std::fflush(per_token.get()) != 0)
     throw Error(o.per_token, "write failed (disk full?)");
@@ -82,6 +83,10 @@ void add_ppl(CLI::App& app) {
                   "write the NLL of every predicted token (token t+1 given 0..t) to this file, "
                   "one per line");
   cmd->add_flag("--json", o->json, "print the result as JSON");
+  cmd->add_option("--chunk", o->chunk,
+                  "tokens processed at once (whole segments): bounds memory; larger is faster")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--threads", o->threads, "threads (0: one per core)")->capture_default_str();
   cmd->callback([o] { run_ppl(*o); });
 }

@@ -25,7 +25,9 @@ struct PerplexityResult {
 // Reads bytes from `in` (byte tokenizer: token id = byte value, nothing added), predicts every
 // token from the ones before it, and returns the totals. When per_token is not null it receives
 // the NLL of each predicted token, one per line, 10 significant digits. progress may be null.
+// chunk_tokens (rounded down to whole segments, at least one) bounds the tokens processed at once
+// and so the memory used.
 PerplexityResult perplexity_stream(const Model& model, std::istream& in, std::FILE* per_token,
-                                   Progress* progress);
+                                   Progress* progress, int64_t chunk_tokens = 4096);
 
 }  // namespace infini
