@@ -247,7 +247,7 @@ void infini_attention_backward(float* dqkv, float* dgate_logits, InfiniMemory ds
                                   act.probs + ((b * H + h) * T + t0) * N,
                                   act.q_rope + (row0 * H + h) * d, HD,
                                   act.k_rope + (row0 * Hkv + g) * d, Hkv * d, V, W, n, n, d,
-                                  scale, w.square);
+                                  scale, w.square, AttentionMask{});
         rope_backward(dQ, w.dq_rope, rope_cos, rope_sin, n, 1, d, W, d);
       }
       rope_backward(dK, w.dk_rope, rope_cos, rope_sin, n, 1, d, W, d);

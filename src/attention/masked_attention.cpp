@@ -1,3 +1,6 @@
+// Masked softmax attention of one head. Query rows are processed in blocks of kRowBlock: each
+// block multiplies only against the span of keys that some row of the block can see, so a causal
+// mask costs about half of the full n x m product instead of all of it.
 #include "attention/masked_attention.h"
 
 #include <algorithm>
@@ -8,34 +11,61 @@
 
 namespace infini {
 
+namespace {
+
+constexpr int64_t kRowBlock = 64;
+
+// Keys [first, last] that rows [r0, r1) can see between them (first > last: none).
+struct KeySpan {
+  int64_t first, last;
+  int64_t count() const { return last >= first ? last - first + 1 : 0; }
+};
+KeySpan block_keys(const AttentionMask& mask, int64_t r0, int64_t r1, int64_t m) {
+  return {std::max<int64_t>(mask.first_key(r0), 0), std::min<int64_t>(mask.last_key(r1 - 1), m - 1)};
+}
+
+}  // namespace
+
 void masked_attention_forward(float* out, int64_t out_stride, float* probs, const float* q,
                               int64_t q_stride, const float* k, int64_t k_stride, const float* v,
                               int64_t v_stride, int64_t n, int64_t m, int64_t d, float scale,
                               AttentionMask mask) {
-  // scores[n, m] = q k^T, then masked, scaled softmax row by row (in place in probs)
-  matmul_nt(probs, q, k, n, m, d, false, {q_stride, k_stride, m});
-  for (int64_t i = 0; i < n; ++i) {
-    float* row = probs + i * m;
-    int64_t first = std::max<int64_t>(mask.first_key(i), 0);
-    int64_t last = std::min<int64_t>(mask.last_key(i), m - 1);
-    if (first > last) {
-      std::fill(row, row + m, 0.0f);
+  for (int64_t r0 = 0; r0 < n; r0 += kRowBlock) {
+    const int64_t r1 = std::min(n, r0 + kRowBlock), rows = r1 - r0;
+    const KeySpan span = block_keys(mask, r0, r1, m);
+    float* p = probs + r0 * m;  // [rows, m]
+    if (span.count() == 0) {
+      std::fill(p, p + rows * m, 0.0f);
+      for (int64_t i = r0; i < r1; ++i) std::fill(out + i * out_stride, out + i * out_stride + d, 0.0f);
       continue;
     }
-    float max_score = -std::numeric_limits<float>::infinity();
-    for (int64_t j = first; j <= last; ++j) max_score = std::max(max_score, row[j]);
-    double sum = 0;
-    for (int64_t j = first; j <= last; ++j) {
-      row[j] = std::exp((row[j] - max_score) * scale);
-      sum += row[j];
+    // scores of the block against its key span, then the masked, scaled softmax of each row
+    matmul_nt(p + span.first, q + r0 * q_stride, k + span.first * k_stride, rows, span.count(), d,
+              false, {q_stride, k_stride, m});
+    for (int64_t i = r0; i < r1; ++i) {
+      float* row = probs + i * m;
+      const int64_t first = std::max<int64_t>(mask.first_key(i), 0);
+      const int64_t last = std::min<int64_t>(mask.last_key(i), m - 1);
+      if (first > last) {
+        std::fill(row, row + m, 0.0f);
+        continue;
+      }
+      float max_score = -std::numeric_limits<float>::infinity();
+      for (int64_t j = first; j <= last; ++j) max_score = std::max(max_score, row[j]);
+      float sum = 0;
+      for (int64_t j = first; j <= last; ++j) {
+        row[j] = std::exp((row[j] - max_score) * scale);
+        sum += row[j];
+      }
+      const float inv = 1.0f / sum;
+      std::fill(row, row + first, 0.0f);
+      for (int64_t j = first; j <= last; ++j) row[j] *= inv;
+      std::fill(row + last + 1, row + m, 0.0f);
     }
-    float inv = float(1.0 / sum);
-    for (int64_t j = 0; j < first; ++j) row[j] = 0.0f;
-    for (int64_t j = first; j <= last; ++j) row[j] *= inv;
-    for (int64_t j = last + 1; j < m; ++j) row[j] = 0.0f;
+    // out[block] = probs[block, span] v[span]
+    matmul_nn(out + r0 * out_stride, p + span.first, v + span.first * v_stride, rows, d,
+              span.count(), false, {m, v_stride, out_stride});
   }
-  // out[n, d] = probs[n, m] v[m, d]
-  matmul_nn(out, probs, v, n, d, m, false, {m, v_stride, out_stride});
 }
 
 void masked_attention_backward(float* dq, int64_t dq_stride, float* dk, int64_t dk_stride,
@@ -43,24 +73,32 @@ void masked_attention_backward(float* dq, int64_t dq_stride, float* dk, int64_t 
                                int64_t dout_stride, const float* probs, const float* q,
                                int64_t q_stride, const float* k, int64_t k_stride, const float* v,
                                int64_t v_stride, int64_t n, int64_t m, int64_t d, float scale,
-                               float* scratch) {
-  // dv[m, d] += probs^T dout
-  matmul_tn(dv, probs, dout, m, d, n, true, {m, dout_stride, dv_stride});
-  // dprobs[n, m] = dout v^T
-  float* dscores = scratch;
-  matmul_nt(dscores, dout, v, n, m, d, false, {dout_stride, v_stride, m});
-  // dscores = scale * p * (dp - sum_j p dp); masked entries have p = 0 and get 0
-  for (int64_t i = 0; i < n; ++i) {
-    const float* p = probs + i * m;
-    float* g = dscores + i * m;
-    double dot = 0;
-    for (int64_t j = 0; j < m; ++j) dot += double(p[j]) * g[j];
-    float dotf = float(dot);
-    for (int64_t j = 0; j < m; ++j) g[j] = scale * p[j] * (g[j] - dotf);
+                               float* scratch, AttentionMask mask) {
+  for (int64_t r0 = 0; r0 < n; r0 += kRowBlock) {
+    const int64_t r1 = std::min(n, r0 + kRowBlock), rows = r1 - r0;
+    const KeySpan span = block_keys(mask, r0, r1, m);
+    const int64_t c = span.count();
+    if (c == 0) continue;
+    const float* p = probs + r0 * m + span.first;  // [rows, c] with row stride m
+    float* g = scratch + r0 * m + span.first;      // d scores, same layout
+    const float* dO = dout + r0 * dout_stride;
+    // dv[span] += p^T dout ;  dp = dout v[span]^T
+    matmul_tn(dv + span.first * dv_stride, p, dO, c, d, rows, true, {m, dout_stride, dv_stride});
+    matmul_nt(g, dO, v + span.first * v_stride, rows, c, d, false, {dout_stride, v_stride, m});
+    // d scores = scale * p * (dp - sum_j p dp); masked entries have p = 0 and get 0
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* pi = p + i * m;
+      float* gi = g + i * m;
+      float dot = 0;
+      for (int64_t j = 0; j < c; ++j) dot += pi[j] * gi[j];
+      for (int64_t j = 0; j < c; ++j) gi[j] = scale * pi[j] * (gi[j] - dot);
+    }
+    // dq[block] += d scores k[span] ;  dk[span] += d scores^T q[block]
+    matmul_nn(dq + r0 * dq_stride, g, k + span.first * k_stride, rows, d, c, true,
+              {m, k_stride, dq_stride});
+    matmul_tn(dk + span.first * dk_stride, g, q + r0 * q_stride, c, d, rows, true,
+              {m, q_stride, dk_stride});
   }
-  // dq[n, d] += dscores k ;  dk[m, d] += dscores^T q
-  matmul_nn(dq, dscores, k, n, d, m, true, {m, k_stride, dq_stride});
-  matmul_tn(dk, dscores, q, m, d, n, true, {m, q_stride, dk_stride});
 }
 
 }  // namespace infini

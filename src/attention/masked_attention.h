@@ -32,12 +32,12 @@ void masked_attention_forward(float* out, int64_t out_stride, float* probs, cons
                               AttentionMask mask);
 
 // Gradients of the above, accumulated (+=) into dq [n, d], dk [m, d], dv [m, d] (strides as
-// given). dout [n, d]; scratch: n * m floats.
+// given). dout [n, d]; scratch: n * m floats; mask: the forward pass's.
 void masked_attention_backward(float* dq, int64_t dq_stride, float* dk, int64_t dk_stride,
                                float* dv, int64_t dv_stride, const float* dout,
                                int64_t dout_stride, const float* probs, const float* q,
                                int64_t q_stride, const float* k, int64_t k_stride, const float* v,
                                int64_t v_stride, int64_t n, int64_t m, int64_t d, float scale,
-                               float* scratch);
+                               float* scratch, AttentionMask mask);
 
 }  // namespace infini
