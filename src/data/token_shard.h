@@ -39,5 +39,9 @@ class TokenShard {
 // Writes a shard atomically; ids must be in [0, vocab_size).
 void token_shard_write(const std::string& path, const std::vector<int32_t>& tokens,
                        int64_t vocab_size);
+// The same for tokens[0, count), so that one token stream can be written as several shards
+// without copies. The ids are stored as uint16 when vocab_size <= 65536, as uint32 otherwise.
+void token_shard_write(const std::string& path, const int32_t* tokens, int64_t count,
+                       int64_t vocab_size);
 
 }  // namespace infini
