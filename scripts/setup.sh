@@ -2,7 +2,8 @@
 # Installs every Debian package infini needs to build, test and run. Idempotent: when everything
 # is already installed it changes nothing and takes a second.
 #   build:  g++ cmake ninja pkg-config, oneDNN (GEMM), nlohmann-json, CLI11, SentencePiece
-#   tests:  GoogleTest, Google Benchmark, Debian's python3-torch + python3-numpy (reference tensors)
+#   tests:  GoogleTest, Google Benchmark, Debian's python3-torch + python3-numpy (reference tensors),
+#           OpenBLAS for torch (without it torch falls back to the reference BLAS, ~40x slower)
 #   data:   bible-kjv (the default training corpus: `bible gen1:1-rev22:21`)
 set -euo pipefail
 
@@ -10,7 +11,7 @@ packages=(
   g++ cmake ninja-build pkg-config make git
   libdnnl-dev nlohmann-json3-dev libcli11-dev libsentencepiece-dev sentencepiece
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-torch python3-numpy
+  python3 python3-torch python3-numpy libopenblas0
   bible-kjv
 )
 
