@@ -106,7 +106,9 @@ TEST_P(MaskedAttention, MatchesNaiveDouble) {
   EXPECT_LT(rel(dv, ref.dv), 2e-5);
   for (int64_t i = 0; i < c.n; ++i)
     for (int64_t j = 0; j < c.m; ++j)
-      if (!visible(c.mask, i, j)) ASSERT_EQ(probs[i * c.m + j], 0.0f) << i << "," << j;
+      if (!visible(c.mask, i, j)) {
+        ASSERT_EQ(probs[i * c.m + j], 0.0f) << i << "," << j;
+      }
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -24,6 +24,20 @@
 namespace infini {
 namespace {
 
+// The reference case's tokens [B, T + 1] as inputs [B, T] and next-token targets [B, T].
+std::pair<std::vector<int32_t>, std::vector<int32_t>> read_case_tokens(const std::string& dir,
+                                                                       int64_t B, int64_t T) {
+  const SafetensorsFile file = SafetensorsFile::open(dir + "/tokens.safetensors");
+  std::vector<int32_t> tokens(B * (T + 1)), inputs(B * T), targets(B * T);
+  read_i32(file.require("tokens", {B, T + 1}), tokens.data(), B * (T + 1), "tokens");
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      inputs[b * T + t] = tokens[b * (T + 1) + t];
+      targets[b * T + t] = tokens[b * (T + 1) + t + 1];
+    }
+  return {inputs, targets};
+}
+
 struct Case {
   std::string name;
   std::string args;  // for make-case
@@ -40,16 +54,9 @@ TEST_P(ModelReference, LogitsLossGradientsAndMemoryMatch) {
       std::to_string(c.seq_len) + " " + c.args));
 
   const Model model = model_load(dir);
-  const SafetensorsFile tokens_file = SafetensorsFile::open(dir + "/tokens.safetensors");
   const SafetensorsFile ref = SafetensorsFile::open(dir + "/reference.safetensors");
   const int64_t B = c.batch, T = c.seq_len, V = model.config.vocab_size;
-  std::vector<int32_t> tokens(B * (T + 1)), inputs(B * T), targets(B * T);
-  read_i32(*tokens_file.find("tokens"), tokens.data(), B * (T + 1), "tokens");
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      inputs[b * T + t] = tokens[b * (T + 1) + t];
-      targets[b * T + t] = tokens[b * (T + 1) + t + 1];
-    }
+  const auto [inputs, targets] = read_case_tokens(dir, B, T);
 
   StreamState state = stream_state_create(model.config, B);
   StreamState dstate = stream_state_create(model.config, B);
@@ -113,15 +120,8 @@ TEST_P(RecomputeReference, GradientsMatchReference) {
       "make-case --out " + dir + " --seed 9 --batch 2 --seq-len 32 --vocab 256 --update delta "
       "--heads 4 --kv-heads 2 --untied"));
   const Model model = model_load(dir);
-  const SafetensorsFile tokens_file = SafetensorsFile::open(dir + "/tokens.safetensors");
   const SafetensorsFile ref = SafetensorsFile::open(dir + "/reference.safetensors");
-  std::vector<int32_t> tokens(B * (T + 1)), inputs(B * T), targets(B * T);
-  read_i32(*tokens_file.find("tokens"), tokens.data(), B * (T + 1), "tokens");
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      inputs[b * T + t] = tokens[b * (T + 1) + t];
-      targets[b * T + t] = tokens[b * (T + 1) + t + 1];
-    }
+  const auto [inputs, targets] = read_case_tokens(dir, B, T);
   TrainingPass pass = training_pass_create(model.config, B, T, chunk);
   Arena grad_storage(model.storage.used());
   Parameters grads = parameters_layout(model.config, grad_storage);
