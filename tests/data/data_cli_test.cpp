@@ -15,12 +15,8 @@
 namespace infini {
 namespace {
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using test::read_bytes;
+
 
 nlohmann::json json_of(const test::CommandResult& r) {
   const size_t start = r.output.find('{');

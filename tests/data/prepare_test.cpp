@@ -19,14 +19,10 @@
 namespace infini {
 namespace {
 
+using test::read_bytes;
+
 namespace fs = std::filesystem;
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 std::string text_of(const std::string& path, const Tokenizer& tokenizer) {
   const TokenShard shard = TokenShard::open(path);

@@ -15,6 +15,8 @@
 namespace infini {
 namespace {
 
+using test::read_bytes;
+
 std::vector<int32_t> random_ids(int64_t count, int64_t vocab, uint64_t seed) {
   Rng rng(seed);
   std::vector<int32_t> ids(static_cast<size_t>(count));
@@ -24,12 +26,6 @@ std::vector<int32_t> random_ids(int64_t count, int64_t vocab, uint64_t seed) {
   return ids;
 }
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   write_file_atomic(path, bytes);

@@ -19,12 +19,8 @@
 namespace infini {
 namespace {
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using test::read_bytes;
+
 
 // About `bytes` of English-like lines from a small vocabulary (so BPE finds merges).
 std::string corpus_text(int64_t bytes, uint64_t seed) {

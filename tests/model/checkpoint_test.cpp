@@ -17,6 +17,8 @@
 namespace infini {
 namespace {
 
+using test::read_bytes;
+
 ModelConfig tiny_config() {
   ModelConfig c;
   c.vocab_size = 256;
@@ -31,10 +33,6 @@ ModelConfig tiny_config() {
   return c;
 }
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
 
 Model saved_model(const std::string& dir) {
   Model m = model_create(tiny_config());
