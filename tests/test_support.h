@@ -4,25 +4,44 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "io/safetensors.h"
 
 namespace infini::test {
 
-// A fresh, empty folder under the build tree for one test.
+// A fresh, empty folder under the build tree for one test process. ctest runs every test case
+// as its own process, several at once (-j), and a suite's SetUpTestSuite runs in each of them:
+// the folder is therefore named after the process (name.<pid>), and folders of the same name left
+// by processes that have ended are removed.
 inline std::string scratch_dir(const std::string& name) {
-  const auto dir = std::filesystem::path(INFINI_BINARY_DIR) / "test_scratch" / name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(INFINI_BINARY_DIR) / "test_scratch";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string leaf = entry.path().filename().string();
+    if (leaf.rfind(name + ".", 0) != 0) continue;
+    const std::string pid = leaf.substr(name.size() + 1);
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(pid_t(std::stol(pid)), 0) != 0 && errno == ESRCH) fs::remove_all(entry.path(), ec);
+  }
+  const fs::path dir = root / (name + "." + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
   return dir.string();
 }
 
@@ -32,6 +51,16 @@ inline std::string read_bytes(const std::string& path) {
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
+}
+
+// The message of the infini::Error that f throws ("" when it throws none).
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 struct CommandResult {

@@ -19,6 +19,8 @@
 namespace infini {
 namespace {
 
+using test::error_of;
+
 using test::read_bytes;
 
 namespace fs = std::filesystem;
@@ -46,14 +48,6 @@ std::string hex(uint64_t v) {
   return text;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Prepare, Fnv1a64MatchesPublishedVectors) {
   EXPECT_EQ(fnv1a64("", 0), 0xcbf29ce484222325ull);

@@ -19,6 +19,8 @@
 namespace infini {
 namespace {
 
+using test::error_of;
+
 using test::read_bytes;
 
 
@@ -41,14 +43,6 @@ std::string write_corpus(const std::string& dir, int64_t bytes, uint64_t seed) {
   return path;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // Text the corpus never showed: other scripts, emoji, control bytes, runs of spaces, CRLF.
 const std::string kUnseen =
