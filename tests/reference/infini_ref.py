@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """infini_ref.py: the PyTorch reference implementation of the numerical contract in
-/work/shared/spec/memory-mechanisms.md (section 1, the Llama-style decoder; section 2,
-Infini-attention; section 5, the checkpoint directory).
+/work/shared/spec/memory-mechanisms.md: section 1 (the Llama-style decoder), section 2
+(Infini-attention, here), sections 3 and 4 (full, sliding, xl, bswa, fam: in mechanisms_ref.py,
+registered below) and section 5 (the checkpoint directory).
 
 The C++ tests treat what this file computes as ground truth. It is written straight from the spec
 so that someone can check it against the spec line by line. It loops in Python over segments,
@@ -10,22 +11,24 @@ meant to be fast. Run it with Debian's interpreter (torch 1.13 CPU, numpy), sinc
 PATH has no torch:
 
   /usr/bin/python3 tests/reference/infini_ref.py make-case --out DIR --seed 1 --batch 2 --seq-len 20
+          [--type infini|full|sliding|xl|bswa|fam --window W --memory-blocks K --fam-length F]
       writes DIR/config.json, DIR/model.safetensors (F32 random weights),
       DIR/tokens.safetensors ("tokens" I32 [B, T+1]: inputs tokens[:, :T], targets tokens[:, 1:])
       and DIR/reference.safetensors, all float64: "logits" [B,T,V], "loss" [1], "grad.<P>" for
-      every parameter P, "state.M" [B,L,Hkv,d,d] and "state.z" [B,L,Hkv,d] after the sequence.
-      The C++ test loads the same checkpoint and tokens, then compares logits, loss, every
-      gradient (full BPTT through M, z) and the final memory.
+      every parameter P, and the stream state after the sequence: infini "state.M" [B,L,Hkv,d,d]
+      and "state.z" [B,L,Hkv,d]; the other types "state.k", "state.v" [B,L,r,Hkv,d] (the raw K/V
+      cache, positions T-r .. T-1), fam also "state.fam" [B,L,fam_length,D] and "fam.initial"
+      [L,fam_length,D]. The C++ test loads the same checkpoint and tokens, then compares.
   /usr/bin/python3 tests/reference/infini_ref.py ppl --model DIR --input FILE --per-token OUT
-      byte tokenizer, streamed one segment at a time with memory carried (batch 1); writes the NLL
-      (nats) of every predicted token, one per line as %.17g, and prints a JSON summary.
+      byte tokenizer, streamed one segment at a time with the state carried (batch 1); writes the
+      NLL (nats) of every predicted token, one per line as %.17g, and prints a JSON summary.
   /usr/bin/python3 tests/reference/infini_ref.py selftest
-      gradcheck, streaming == whole sequence, gates=-40 == plain local attention,
-      batch == loop of streams, closed-form linear memory, and safetensors round trips.
+      gradcheck, streaming == whole sequence, gates=-40 == plain local attention, batch == loop of
+      streams, closed-form linear memory, safetensors round trips; then the section 3-4 checks of
+      mechanisms_selftest.py (streaming, equivalences, receptive fields, FAM, rebasing).
 
-Sections 3 and 4 of the spec (full/sliding/xl/bswa/fam) are not implemented yet. To add them,
-write one `<type>_attention(p, l, cfg, x, layer_state)` and one `<type>_layer_state(...)` and
-register them in ATTENTION and INITIAL_LAYER_STATE. Nothing else needs to change.
+A new mechanism takes one `<type>_attention(p, l, cfg, x, layer_state)` and an initial-state
+function, registered in ATTENTION and INITIAL_STATE.
 """
 import argparse
 import json
@@ -38,6 +41,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+import mechanisms_ref as mech
+from mechanisms_ref import linear, rms_norm, rope, rope_tables  # noqa: F401 (section 1, shared)
 
 MEMORY_EPS = 1e-6  # the eps in max(s(q) . z, eps), spec section 2
 
@@ -123,14 +129,21 @@ class Config:
     segment_length: int
     memory_update: str
     gate_init: float
+    window: int = 0         # sliding: tokens attended, itself included
+    memory_blocks: int = 0  # bswa, fam: previous blocks attended
+    fam_length: int = 0     # fam: feedback-memory rows
 
     @staticmethod
     def from_dict(c):
         a = c.get("attention")
         if a is None:
             raise ValueError("config.json has no 'attention' block; the reference needs "
-                             "attention.type, attention.segment_length and attention.memory_update")
-        for key in ("type", "segment_length", "memory_update"):
+                             "attention.type, attention.segment_length (and the type's fields)")
+        # required keys per type, as src/model/config.cpp requires them (infini: memory_update too,
+        # which the reference has always required)
+        required = {"infini": ["memory_update"], "sliding": ["window"], "bswa": ["memory_blocks"],
+                    "fam": ["memory_blocks", "fam_length"]}
+        for key in ["type", "segment_length"] + required.get(a.get("type"), []):
             if key not in a:
                 raise ValueError(f"config.json: attention.{key} missing (no default in the spec)")
         cfg = Config(
@@ -144,14 +157,28 @@ class Config:
             rope_theta=float(c.get("rope_theta", 10000.0)),
             tie_word_embeddings=bool(c.get("tie_word_embeddings", False)),
             attention_type=a["type"], segment_length=int(a["segment_length"]),
-            memory_update=a["memory_update"], gate_init=float(a.get("gate_init", 0.0)))
+            memory_update=a.get("memory_update", "delta"), gate_init=float(a.get("gate_init", 0.0)),
+            window=int(a.get("window", 0)), memory_blocks=int(a.get("memory_blocks", 0)),
+            fam_length=int(a.get("fam_length", 0)))
+        cfg.validate()
+        return cfg
+
+    def validate(self):
+        """The constraints of src/model/config.cpp that the reference relies on."""
+        cfg = self
         if cfg.attention_type not in ATTENTION:
             raise ValueError(f"attention.type {cfg.attention_type!r}: the reference implements {list(ATTENTION)}")
         if cfg.memory_update not in ("linear", "delta"):
             raise ValueError(f"attention.memory_update {cfg.memory_update!r}: expected 'linear' or 'delta'")
         if cfg.num_attention_heads % cfg.num_key_value_heads or cfg.head_dim % 2 or cfg.segment_length < 1:
             raise ValueError("config.json: need H % Hkv == 0, an even head_dim and segment_length >= 1")
-        return cfg
+        t = cfg.attention_type
+        if t == "sliding" and cfg.window < 1:
+            raise ValueError(f"attention.window is {cfg.window}, must be >= 1 for type sliding")
+        if t in ("bswa", "fam") and cfg.memory_blocks < 1:
+            raise ValueError(f"attention.memory_blocks is {cfg.memory_blocks}, must be >= 1 for type {t}")
+        if t == "fam" and not 0 <= cfg.fam_length < cfg.segment_length:
+            raise ValueError(f"attention.fam_length is {cfg.fam_length}, must be >= 0 and < segment_length")
 
     def to_dict(self):
         return {"model_type": "infini-transformer", "vocab_size": self.vocab_size,
@@ -160,9 +187,20 @@ class Config:
                 "num_key_value_heads": self.num_key_value_heads, "head_dim": self.head_dim,
                 "intermediate_size": self.intermediate_size, "rms_norm_eps": self.rms_norm_eps,
                 "rope_theta": self.rope_theta, "tie_word_embeddings": self.tie_word_embeddings,
-                "attention": {"type": self.attention_type, "segment_length": self.segment_length,
-                              "memory_update": self.memory_update, "gate_init": self.gate_init},
-                "tokenizer": {"type": "byte"}}
+                "attention": self.attention_dict(), "tokenizer": {"type": "byte"}}
+
+    def attention_dict(self):
+        """Only the fields the type uses, as src/model/config.cpp config_to_json writes them."""
+        a = {"type": self.attention_type, "segment_length": self.segment_length}
+        if self.attention_type == "infini":
+            a.update(memory_update=self.memory_update, gate_init=self.gate_init)
+        if self.attention_type == "sliding":
+            a["window"] = self.window
+        if self.attention_type in ("bswa", "fam"):
+            a["memory_blocks"] = self.memory_blocks
+        if self.attention_type == "fam":
+            a["fam_length"] = self.fam_length
+        return a
 
 
 def param_shapes(cfg):
@@ -174,13 +212,16 @@ def param_shapes(cfg):
         p = f"model.layers.{i}."
         s.update({p + "input_layernorm.weight": [D],
                   p + "self_attn.q_proj.weight": [H * d, D], p + "self_attn.k_proj.weight": [G * d, D],
-                  p + "self_attn.v_proj.weight": [G * d, D], p + "self_attn.o_proj.weight": [D, H * d],
-                  p + "self_attn.memory_gate": [H],
-                  p + "post_attention_layernorm.weight": [D],
+                  p + "self_attn.v_proj.weight": [G * d, D], p + "self_attn.o_proj.weight": [D, H * d]})
+        if cfg.attention_type == "infini":
+            s[p + "self_attn.memory_gate"] = [H]
+        s.update({p + "post_attention_layernorm.weight": [D],
                   p + "mlp.gate_proj.weight": [Fh, D], p + "mlp.up_proj.weight": [Fh, D],
                   p + "mlp.down_proj.weight": [D, Fh]})
     if not cfg.tie_word_embeddings:
         s["lm_head.weight"] = [V, D]
+    if cfg.attention_type == "fam":
+        s["model.fam_embeddings"] = [cfg.fam_length, D]  # random_params: std 1/sqrt(D), like E
     return s
 
 
@@ -229,27 +270,7 @@ def random_params(cfg, seed, dtype=torch.float64):
 # ----------------------------------------------------------------------------------------------
 # Building blocks (spec section 1).
 
-def linear(x, w):  # w [out, in], y = x W^T
-    return x @ w.t()
-
-
-def rms_norm(x, w, eps):
-    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
-
-
-def rope_tables(n, d, theta, dtype):
-    """cos, sin [n, d/2] of angle pos * theta^(-2i/d), positions 0..n-1."""
-    i = torch.arange(d // 2, dtype=dtype)
-    inv = torch.tensor(theta, dtype=dtype) ** (-2.0 * i / d)  # [d/2]
-    angle = torch.arange(n, dtype=dtype)[:, None] * inv[None, :]  # [n, d/2]
-    return torch.cos(angle), torch.sin(angle)
-
-
-def rope(x, cos, sin):
-    """x [..., n, d], HF rotate_half: [x1 cos - x2 sin | x2 cos + x1 sin], index i in both halves."""
-    d = x.shape[-1]
-    x1, x2 = x[..., : d // 2], x[..., d // 2:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+# linear, rms_norm, rope_tables, rope: mechanisms_ref.py (imported above).
 
 
 def sigma(x):  # s(x) = ELU(x) + 1
@@ -315,41 +336,53 @@ def infini_attention(p, l, cfg, x, layer_state):
     return out, (new_M, new_z)
 
 
+def infini_state(p, cfg, B, dtype, start=0):
+    """Zero memories. Infini positions restart every segment, so `start` changes nothing."""
+    return [infini_layer_state(cfg, B, dtype) for _ in range(cfg.num_hidden_layers)]
+
+
+# attention.type -> attention(p, l, cfg, x, layer_state) -> (output [B,n,D], new layer state), and
+# -> initial_state(p, cfg, B, dtype, start) -> [layer state for l in 0..L-1]
 ATTENTION = {"infini": infini_attention}
-INITIAL_LAYER_STATE = {"infini": infini_layer_state}
+INITIAL_STATE = {"infini": infini_state}
+for _type in mech.KV_TYPES:  # spec sections 3-4, mechanisms_ref.py
+    ATTENTION[_type] = mech.kv_attention
+    INITIAL_STATE[_type] = mech.initial_kv_state
 
 
 # ----------------------------------------------------------------------------------------------
-# Decoder (spec section 1), one segment at a time.
+# Decoder (spec section 1), one chunk of the stream at a time.
 
-def initial_state(cfg, B, dtype=torch.float64):
-    """Stream state: one entry per layer, zero at the stream's start."""
-    return [INITIAL_LAYER_STATE[cfg.attention_type](cfg, B, dtype) for _ in range(cfg.num_hidden_layers)]
+def initial_state(cfg, B, dtype=torch.float64, p=None, start=0):
+    """Stream state at the stream's start: one entry per layer. p: the weights (fam's initial FAM
+    rows are computed from them). start: the stream position of the first token (not infini)."""
+    return INITIAL_STATE[cfg.attention_type](p, cfg, B, dtype, start)
 
 
 def forward_segment(p, cfg, ids, state):
-    """ids [B,n] (n <= segment_length), state -> (logits [B,n,V], new state)."""
+    """ids [B,n], state -> (logits [B,n,V], new state). infini: one segment (n <= segment_length,
+    starting on a segment boundary); the other types: any chunk of the stream, n >= 1."""
     attn, eps = ATTENTION[cfg.attention_type], cfg.rms_norm_eps
     h = p["model.embed_tokens.weight"][ids]  # [B,n,D]
     new_state = []
     for l in range(cfg.num_hidden_layers):
         pre = f"model.layers.{l}."
         a, layer_state = attn(p, l, cfg, rms_norm(h, p[pre + "input_layernorm.weight"], eps), state[l])
-        h = h + a
-        m = rms_norm(h, p[pre + "post_attention_layernorm.weight"], eps)
-        h = h + linear(F.silu(linear(m, p[pre + "mlp.gate_proj.weight"])) * linear(m, p[pre + "mlp.up_proj.weight"]),
-                       p[pre + "mlp.down_proj.weight"])
+        h = mech.mlp_residual(p, l, cfg, h + a)
         new_state.append(layer_state)
     w_head = p["model.embed_tokens.weight"] if cfg.tie_word_embeddings else p["lm_head.weight"]
     return linear(rms_norm(h, p["model.norm.weight"], eps), w_head), new_state
 
 
 def forward(p, cfg, ids, state=None):
-    """ids [B,T] -> (logits [B,T,V], state after the last token). Segments are cut from ids[:, 0],
-    so a call that continues a stream (state given) must start on a segment boundary."""
+    """ids [B,T] -> (logits [B,T,V], state after the last token). infini: segments are cut from
+    ids[:, 0], so a call that continues a stream (state given) must start on a segment boundary.
+    The other types: the whole of ids in one call, i.e. one [T, T] mask per layer (plus FAM rows)."""
     B, T = ids.shape
     if state is None:
-        state = initial_state(cfg, B, p["model.embed_tokens.weight"].dtype)
+        state = initial_state(cfg, B, p["model.embed_tokens.weight"].dtype, p)
+    if cfg.attention_type != "infini":
+        return forward_segment(p, cfg, ids, state)
     logits = []
     for s in range(0, T, cfg.segment_length):
         seg_logits, state = forward_segment(p, cfg, ids[:, s:s + cfg.segment_length], state)
@@ -369,12 +402,25 @@ def stacked_state(state):
     return M, z
 
 
+def state_tensors(cfg, state):
+    """The stream state as named tensors: infini "state.M", "state.z"; the other types "state.k",
+    "state.v" [B,L,r,Hkv,d] (raw K/V cache, stream positions pos-r .. pos-1), fam "state.fam"
+    [B,L,fam_length,D] (F_l for the block holding position pos)."""
+    if cfg.attention_type == "infini":
+        M, z = stacked_state(state)
+        return {"state.M": M, "state.z": z}
+    out = {"state.k": torch.stack([s["k"] for s in state], 1), "state.v": torch.stack([s["v"] for s in state], 1)}
+    if cfg.attention_type == "fam":
+        out["state.fam"] = torch.stack([s["fam"] for s in state], 1)
+    return out
+
+
 @torch.no_grad()
 def stream_nll(p, cfg, tokens):
     """tokens: 1-D LongTensor. Streams it one segment at a time (batch 1) -> NLL [T-1] of token t+1
     given 0..t. The last input of segment s predicts the first token of segment s+1."""
     T, N = tokens.numel(), cfg.segment_length
-    state = initial_state(cfg, 1, p["model.embed_tokens.weight"].dtype)
+    state = initial_state(cfg, 1, p["model.embed_tokens.weight"].dtype, p)
     nll = []
     for s in range(0, T - 1, N):
         e = min(s + N, T - 1)  # inputs tokens[s:e], targets tokens[s+1:e+1]
@@ -391,9 +437,10 @@ def cmd_make_case(args):
     cfg = Config(vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers,
                  num_attention_heads=args.heads, num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
                  intermediate_size=args.ffn, rms_norm_eps=args.rms_norm_eps, rope_theta=args.rope_theta,
-                 tie_word_embeddings=args.tied, attention_type="infini", segment_length=args.segment,
-                 memory_update=args.update, gate_init=0.0)
-    Config.from_dict(cfg.to_dict())  # validate
+                 tie_word_embeddings=args.tied, attention_type=args.type, segment_length=args.segment,
+                 memory_update=args.update, gate_init=0.0, window=args.window,
+                 memory_blocks=args.memory_blocks, fam_length=args.fam_length)
+    cfg = Config.from_dict(cfg.to_dict())  # validate; drops the fields the type does not use
     save_checkpoint(args.out, cfg, random_params(cfg, args.seed))
     rng = np.random.default_rng(args.seed + 1_000_003)
     tokens = rng.integers(0, cfg.vocab_size, size=(args.batch, args.seq_len + 1)).astype(np.int32)
@@ -406,10 +453,11 @@ def cmd_make_case(args):
     logits, state = forward(p, cfg, ids[:, :-1])
     loss = lm_loss(logits, ids[:, 1:])
     loss.backward()
-    M, z = stacked_state(state)
-    out = {"logits": logits.detach(), "loss": loss.detach().reshape(1), "state.M": M.detach(),
-           "state.z": z.detach()}
-    out.update({"grad." + k: v.grad for k, v in p.items()})
+    out = {"logits": logits.detach(), "loss": loss.detach().reshape(1)}
+    out.update({k: v.detach() for k, v in state_tensors(cfg, state).items()})
+    out.update({"grad." + k: v.grad if v.grad is not None else torch.zeros_like(v) for k, v in p.items()})
+    if cfg.attention_type == "fam":  # F_l(0) of every layer: the FAM prompt through the stack
+        out["fam.initial"] = torch.stack([F_l[0] for F_l in mech.fam_initial_rows(p, cfg, 1)]).detach()
     write_safetensors(os.path.join(args.out, "reference.safetensors"), out,
                       {"generator": "tests/reference/infini_ref.py make-case", "seed": args.seed,
                        "dtype": "float64", "loss": repr(loss.item())})
@@ -613,6 +661,10 @@ def cmd_selftest(args):
             and torch.equal(p3["model.norm.weight"], torch.from_numpy(raw["model.norm.weight"].astype(np.float64)))
         check("F16 checkpoint, missing gates = gate_init", ok)
 
+    # (g)-(o): spec sections 3 and 4
+    import mechanisms_selftest
+    mechanisms_selftest.run(sys.modules[__name__], check)
+
     failed = results.count(False)
     print(f"{len(results) - failed} passed, {failed} failed")
     return 1 if failed else 0
@@ -635,7 +687,11 @@ def main(argv=None):
     mc.add_argument("--head-dim", type=int, default=8)
     mc.add_argument("--ffn", type=int, default=48)
     mc.add_argument("--segment", type=int, default=8)
-    mc.add_argument("--update", choices=["delta", "linear"], default="delta")
+    mc.add_argument("--update", choices=["delta", "linear"], default="delta", help="infini only")
+    mc.add_argument("--type", choices=list(ATTENTION), default="infini", help="attention.type")
+    mc.add_argument("--window", type=int, default=0, help="sliding: attention.window")
+    mc.add_argument("--memory-blocks", type=int, default=0, help="bswa, fam: attention.memory_blocks")
+    mc.add_argument("--fam-length", type=int, default=0, help="fam: attention.fam_length")
     mc.add_argument("--rope-theta", type=float, default=10000.0)
     mc.add_argument("--rms-norm-eps", type=float, default=1e-5)
     tie = mc.add_mutually_exclusive_group()
