@@ -1,0 +1,46 @@
+// Passkey fine-tuning data (`infini data passkey`): examples in the evaluation's format
+// (eval/passkey.h) followed by their answer, laid out so that `infini prepare` + `infini train
+// --data-order sequential --seq-len T` trains on exactly one example per row.
+//
+// Example i = prompt (key from the training key set, length and key position drawn at random)
+//             + " KEY." + newlines up to exactly T tokens (T = seq_len; at least one newline).
+// The content (prompt, answer and the first newline) has a length drawn uniformly in
+// [min_length, max_length] tokens, rounded down to a whole sentence of filler so that the text
+// tokenises back to the same tokens. DIR/passkey.txt holds the examples one after the other and
+// one newline more: count * T + 1 tokens, so that the trainer's sequential windows of T + 1
+// tokens start at tokens k T, the starts of the examples. DIR/examples.jsonl says what each holds.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "eval/passkey.h"
+
+namespace infini {
+
+struct PasskeyDataOptions {
+  std::string out_dir;
+  int64_t count = 0;
+  int64_t min_length = 0, max_length = 0;  // tokens of an example's content
+  int64_t seq_len = 0;                     // tokens of an example, padding included (0: max_length)
+  int digits = 5;
+  uint64_t seed = 0;
+};
+
+struct PasskeyDataResult {
+  std::string text_path, examples_path;
+  int64_t examples = 0, seq_len = 0;
+  int64_t tokens = 0;         // in passkey.txt: examples * seq_len + 1
+  int64_t answer_tokens = 0;  // over all examples
+  int64_t val_examples = 0;   // suggested for `infini prepare --val-fraction val_examples / count`
+  double seconds = 0;
+};
+
+// Checks every option and lays out every example before writing; the files appear complete or
+// not at all (written to temporary names, then renamed). on_example (may be empty) gets the
+// number of examples written so far.
+PasskeyDataResult passkey_write_data(const PasskeyTemplate& t, const PasskeyDataOptions& o,
+                                     const std::function<void(int64_t)>& on_example = {});
+
+}  // namespace infini
