@@ -9,7 +9,9 @@
 
 namespace infini {
 
-double PerplexityResult::perplexity() const { return std::exp(mean_nll()); }
+double PerplexityResult::perplexity() const {
+  return std::exp(mean_nll());
+}
 double PerplexityResult::bits_per_byte() const {
   return bytes ? total_nll / std::log(2.0) / double(bytes) : 0;
 }
@@ -21,8 +23,8 @@ PerplexityResult perplexity_stream(const Model& model, std::istream& in, std::FI
     throw Error("ppl", "tokenizer '" + c.tokenizer.type + "' is not supported by ppl yet",
                 "use a byte-level model");
   if (c.vocab_size < 256)
-    throw Error("ppl", str("a byte-level model needs vocab_size >= 256, this one has ",
-                           c.vocab_size));
+    throw Error("ppl",
+                str("a byte-level model needs vocab_size >= 256, this one has ", c.vocab_size));
   // Several segments per chunk: each layer then runs its projections and MLP as GEMMs over all
   // of them at once (the memory recurrence still goes segment by segment). The buffers are sized
   // for one chunk, so memory stays flat whatever the input's length.
@@ -37,7 +39,8 @@ PerplexityResult perplexity_stream(const Model& model, std::istream& in, std::FI
   auto read_into = [&](int64_t at, int64_t count) {
     in.read(bytes.data(), count);
     const int64_t got = in.gcount();
-    for (int64_t i = 0; i < got; ++i) tokens[at + i] = int32_t(static_cast<unsigned char>(bytes[i]));
+    for (int64_t i = 0; i < got; ++i)
+      tokens[at + i] = int32_t(static_cast<unsigned char>(bytes[i]));
     if (in.bad()) throw Error("ppl", "read error on the input");
     return got;
   };

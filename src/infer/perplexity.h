@@ -12,9 +12,9 @@
 namespace infini {
 
 struct PerplexityResult {
-  int64_t tokens = 0;     // predicted tokens (the input's tokens minus one)
-  int64_t bytes = 0;      // bytes of those predicted tokens
-  double total_nll = 0;   // nats
+  int64_t tokens = 0;    // predicted tokens (the input's tokens minus one)
+  int64_t bytes = 0;     // bytes of those predicted tokens
+  double total_nll = 0;  // nats
   double seconds = 0;
 
   double mean_nll() const { return tokens ? total_nll / double(tokens) : 0; }

@@ -1,9 +1,11 @@
 // Forward and backward passes of the decoder (spec §1) with Infini-attention (§2).
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "core/parallel.h"
 #include "core/random.h"
 #include "kernels/activations.h"
 #include "kernels/cross_entropy.h"
@@ -30,12 +32,29 @@ void copy_rows(float* to, const float* from, int64_t count) {
   if (to != from) std::memcpy(to, from, count * sizeof(float));
 }
 
+// y[R, n] (+)= x[R, k] W[n, k]^T. A chunk of a few rows (decoding) splits W's rows across the
+// threads, each a single-threaded product: oneDNN then works without the scratch buffer it would
+// take from malloc for a threaded one, so a decoding step allocates nothing, and each thread
+// streams its share of the weights.
+void linear(float* y, const float* x, const float* W, int64_t R, int64_t n, int64_t k,
+            bool accumulate = false) {
+  if (R > kDecodingRows) {
+    matmul_nt(y, x, W, R, n, k, accumulate);
+    return;
+  }
+  constexpr int64_t kBlock = 16;  // output columns per unit of work
+  parallel_ranges((n + kBlock - 1) / kBlock, [&](int64_t begin, int64_t end) {
+    const int64_t j0 = begin * kBlock, j1 = std::min(n, end * kBlock);
+    matmul_nt(y + j0, x, W + j0 * k, R, j1 - j0, k, accumulate, {k, k, n});
+  });
+}
+
 }  // namespace
 
 Model model_create(const ModelConfig& config) {
   config_validate(config, "model config");
-  INFINI_CHECK(config.attention.type == "infini",
-               "attention type '", config.attention.type, "' is not implemented yet");
+  INFINI_CHECK(config.attention.type == "infini", "attention type '", config.attention.type,
+               "' is not implemented yet");
   Model m;
   m.config = config;
   Arena measure = Arena::measuring();
@@ -50,20 +69,25 @@ void model_init_random(Model& model, uint64_t seed) {
   Rng rng(seed);
   const float std_dev = 0.02f, out_std = 0.02f / std::sqrt(2.0f * c.num_hidden_layers);
   for (const ParameterInfo& p : parameter_table(c, model.weights)) {
-    const bool output_projection = p.name.ends_with("o_proj.weight") ||
-                                   p.name.ends_with("down_proj.weight");
+    const bool output_projection =
+        p.name.ends_with("o_proj.weight") || p.name.ends_with("down_proj.weight");
     for (int64_t i = 0; i < p.numel(); ++i) {
       switch (p.kind) {
-        case ParameterKind::Norm: p.data[i] = 1.0f; break;
-        case ParameterKind::Gate: p.data[i] = c.attention.gate_init; break;
-        default: p.data[i] = float(rng.normal()) * (output_projection ? out_std : std_dev);
+        case ParameterKind::Norm:
+          p.data[i] = 1.0f;
+          break;
+        case ParameterKind::Gate:
+          p.data[i] = c.attention.gate_init;
+          break;
+        default:
+          p.data[i] = float(rng.normal()) * (output_projection ? out_std : std_dev);
       }
     }
   }
 }
 
-void model_forward(const Model& model, StreamState& state, Activations& act,
-                   const int32_t* tokens, int64_t T) {
+void model_forward(const Model& model, StreamState& state, Activations& act, const int32_t* tokens,
+                   int64_t T, LogitRows logit_rows) {
   const ModelConfig& c = model.config;
   const Parameters& w = model.weights;
   const int64_t B = act.batch, R = B * T, D = c.hidden_size, V = c.vocab_size,
@@ -71,31 +95,45 @@ void model_forward(const Model& model, StreamState& state, Activations& act,
                 N = c.attention.segment_length, L = c.num_hidden_layers;
   INFINI_CHECK(T >= 1 && T <= act.tokens, "chunk of ", T, " tokens for buffers of ", act.tokens);
   INFINI_CHECK(state.batch == B, "stream state for ", state.batch, " streams, chunk for ", B);
-  INFINI_CHECK(state.position % N == 0, "a chunk must start at a segment boundary (position ",
-               state.position, ", segment length ", N, ")");
+  INFINI_CHECK(int64_t(state.layers.size()) == L, "stream state for ", state.layers.size(),
+               " layers, model of ", L);
+  for (const LayerState& layer : state.layers)
+    INFINI_CHECK(layer.cache.rows == state.position % N, "stream at position ", state.position,
+                 " with ", layer.cache.rows, " cached rows (segment length ", N, ")");
+  INFINI_CHECK(!act.training || (state.position % N == 0 && logit_rows == LogitRows::all),
+               "activations for training need a chunk starting at a segment boundary (position ",
+               state.position, ") and every row's logits");
   const InfiniShape shape = attention_shape(c, B, T);
   const int64_t W = shape.qkv_width();
+  act.chunk_start = state.position;
 
   embedding_forward(act.layers[0].x_in, w.embed, tokens, R, D);
   for (int64_t l = 0; l < L; ++l) {
     LayerActivations& a = act.layers[act.training ? l : 0];
     const LayerParameters& p = w.layers[l];
     rmsnorm_forward(a.xn1, a.rstd1, a.x_in, p.input_norm, R, D, float(c.rms_norm_eps));
-    matmul_nt(a.qkv, a.xn1, p.qkv, R, W, D);
-    infini_attention_forward(a.att, a.attn, state.layers[l], a.qkv, p.memory_gate, act.rope_cos,
-                             act.rope_sin, shape, act.attn_scratch);
+    linear(a.qkv, a.xn1, p.qkv, R, W, D);
+    infini_attention_forward(a.att, a.attn, state.layers[l].memory, state.layers[l].cache, a.qkv,
+                             p.memory_gate, act.rope_cos, act.rope_sin, shape, act.attn_scratch);
     copy_rows(a.x_mid, a.x_in, R * D);
-    matmul_nt(a.x_mid, a.att, p.out, R, D, H * d, true);
+    linear(a.x_mid, a.att, p.out, R, D, H * d, true);
     rmsnorm_forward(a.xn2, a.rstd2, a.x_mid, p.post_norm, R, D, float(c.rms_norm_eps));
-    matmul_nt(a.gate_up, a.xn2, p.gate_up, R, 2 * F, D);
+    linear(a.gate_up, a.xn2, p.gate_up, R, 2 * F, D);
     swiglu_forward(a.mlp, a.gate_up, R, F);
     float* x_out = !act.training ? a.x_mid : (l + 1 < L ? act.layers[l + 1].x_in : act.x_final);
     copy_rows(x_out, a.x_mid, R * D);
-    matmul_nt(x_out, a.mlp, p.down, R, D, F, true);
+    linear(x_out, a.mlp, p.down, R, D, F, true);
   }
-  rmsnorm_forward(act.xn_final, act.rstd_final, act.x_final, w.final_norm, R, D,
-                  float(c.rms_norm_eps));
-  matmul_nt(act.logits, act.xn_final, w.lm_head, R, V, D);
+  if (logit_rows == LogitRows::all) {
+    rmsnorm_forward(act.xn_final, act.rstd_final, act.x_final, w.final_norm, R, D,
+                    float(c.rms_norm_eps));
+    linear(act.logits, act.xn_final, w.lm_head, R, V, D);
+  } else {  // row b of xn_final: the last token of stream b
+    for (int64_t b = 0; b < B; ++b)
+      rmsnorm_forward(act.xn_final + b * D, act.rstd_final + b, act.x_final + (b * T + T - 1) * D,
+                      w.final_norm, 1, D, float(c.rms_norm_eps));
+    linear(act.logits, act.xn_final, w.lm_head, B, V, D);
+  }
   state.position += T;
 }
 
@@ -111,7 +149,15 @@ void model_backward(const Model& model, Parameters& g, StreamState& dstate, Acti
   INFINI_CHECK(act.training, "backward needs activations created for training");
   const int64_t B = act.batch, R = B * T, D = c.hidden_size, V = c.vocab_size,
                 H = c.num_attention_heads, d = c.head_dim, F = c.intermediate_size,
-                L = c.num_hidden_layers;
+                L = c.num_hidden_layers, N = c.attention.segment_length;
+  INFINI_CHECK(act.chunk_start % N == 0,
+               "backward needs a chunk that started at a segment "
+               "boundary with an empty cache; this one started at position ",
+               act.chunk_start);
+  if ((act.chunk_start + T) % N != 0)  // the cache's gradient is not carried: nothing may follow
+    INFINI_CHECK(
+        std::all_of(dstate.all, dstate.all + dstate.count, [](float x) { return x == 0; }),
+        "a chunk that stops inside a segment must end its training sequence (zero dstate)");
   const InfiniShape shape = attention_shape(c, B, T);
   const int64_t W = shape.qkv_width();
 
@@ -120,8 +166,8 @@ void model_backward(const Model& model, Parameters& g, StreamState& dstate, Acti
   matmul_nn(act.dnormed, act.logits, w.lm_head, R, D, V);
   matmul_tn(g.lm_head, act.logits, act.xn_final, V, D, R, true);
   std::memset(act.dx, 0, R * D * sizeof(float));
-  rmsnorm_backward(act.dx, g.final_norm, act.dnormed, act.x_final, w.final_norm, act.rstd_final,
-                   R, D);
+  rmsnorm_backward(act.dx, g.final_norm, act.dnormed, act.x_final, w.final_norm, act.rstd_final, R,
+                   D);
 
   for (int64_t l = L - 1; l >= 0; --l) {
     LayerActivations& a = act.layers[l];
@@ -137,9 +183,9 @@ void model_backward(const Model& model, Parameters& g, StreamState& dstate, Acti
     // x_mid = x_in + att W_o^T
     matmul_nn(act.datt, act.dx, p.out, R, H * d, D);
     matmul_tn(gp.out, act.dx, a.att, D, H * d, R, true);
-    infini_attention_backward(act.dqkv, gp.memory_gate, dstate.layers[l], act.datt, a.attn, a.qkv,
-                              p.memory_gate, act.rope_cos, act.rope_sin, shape, act.attn_scratch,
-                              act.dgate_partial);
+    infini_attention_backward(act.dqkv, gp.memory_gate, dstate.layers[l].memory, act.datt, a.attn,
+                              a.qkv, p.memory_gate, act.rope_cos, act.rope_sin, shape,
+                              act.attn_scratch, act.dgate_partial);
     matmul_nn(act.dnormed, act.dqkv, p.qkv, R, D, W);
     matmul_tn(gp.qkv, act.dqkv, a.xn1, W, D, R, true);
     rmsnorm_backward(act.dx, gp.input_norm, act.dnormed, a.x_in, p.input_norm, a.rstd1, R, D);

@@ -10,24 +10,29 @@ namespace infini {
 
 namespace {
 
-void layout_state(StreamState& s, const ModelConfig& c, Arena& arena) {
-  const int64_t Hkv = c.num_key_value_heads, d = c.head_dim, B = s.batch;
-  s.count = c.num_hidden_layers * B * Hkv * (d * d + d);
+void layout_state(StreamState& s, const ModelConfig& c, Arena& arena, int64_t capacity) {
+  const int64_t L = c.num_hidden_layers, Hkv = c.num_key_value_heads, d = c.head_dim, B = s.batch,
+                memory_floats = B * Hkv * (d * d + d), cache_floats = B * capacity * Hkv * d;
+  s.count = L * memory_floats;
   s.all = arena.take<float>(s.count);
-  s.layers.resize(c.num_hidden_layers);
-  float* cursor = s.all;
-  for (InfiniMemory& m : s.layers) {
-    m.memory = cursor;
-    m.norm = cursor ? cursor + B * Hkv * d * d : nullptr;
-    if (cursor) cursor += B * Hkv * (d * d + d);
+  s.cache_count = L * 2 * cache_floats;
+  s.cache_all = arena.take<float>(s.cache_count);
+  s.layers.resize(L);
+  for (int64_t l = 0; l < L; ++l) {
+    LayerState& layer = s.layers[l];
+    float* memory = s.all ? s.all + l * memory_floats : nullptr;
+    float* cache = s.cache_all ? s.cache_all + l * 2 * cache_floats : nullptr;
+    layer.memory = {memory, memory ? memory + B * Hkv * d * d : nullptr};
+    layer.cache = {0, capacity, cache, cache ? cache + cache_floats : nullptr};
+    layer.fam = nullptr;
   }
 }
 
 void layout_activations(Activations& a, const ModelConfig& c, Arena& arena) {
   const int64_t B = a.batch, T = a.tokens, R = B * T, D = c.hidden_size, V = c.vocab_size,
                 H = c.num_attention_heads, Hkv = c.num_key_value_heads, d = c.head_dim,
-                F = c.intermediate_size, N = c.attention.segment_length,
-                W = (H + 2 * Hkv) * d, S = (T + N - 1) / N;
+                F = c.intermediate_size, N = c.attention.segment_length, W = (H + 2 * Hkv) * d,
+                S = (T + N - 1) / N;
   const int64_t kept_layers = a.training ? c.num_hidden_layers : 1;
   a.layers.resize(kept_layers);
   for (LayerActivations& l : a.layers) {
@@ -70,25 +75,56 @@ void layout_activations(Activations& a, const ModelConfig& c, Arena& arena) {
 
 }  // namespace
 
-StreamState stream_state_create(const ModelConfig& config, int64_t batch) {
-  INFINI_CHECK(batch >= 1, "batch must be positive, got ", batch);
+int64_t kv_cache_capacity(const ModelConfig& config) {
+  return config.attention.segment_length;  // infini: the unfinished segment
+}
+
+size_t stream_state_bytes(const ModelConfig& config, int64_t batch, bool with_cache) {
   StreamState s;
   s.batch = batch;
   Arena measure = Arena::measuring();
-  layout_state(s, config, measure);
-  s.storage = Arena(measure.used());
-  layout_state(s, config, s.storage);
+  layout_state(s, config, measure, with_cache ? kv_cache_capacity(config) : 0);
+  return measure.used();
+}
+
+StreamState stream_state_create(const ModelConfig& config, int64_t batch, bool with_cache) {
+  INFINI_CHECK(batch >= 1, "batch must be positive, got ", batch);
+  StreamState s;
+  s.batch = batch;
+  s.storage = Arena(stream_state_bytes(config, batch, with_cache));
+  layout_state(s, config, s.storage, with_cache ? kv_cache_capacity(config) : 0);
   return s;
 }
 
 void stream_state_reset(StreamState& state) {
   std::fill(state.all, state.all + state.count, 0.0f);
+  for (LayerState& l : state.layers) l.cache.rows = 0;
   state.position = 0;
 }
 
 void stream_state_copy(StreamState& to, const StreamState& from) {
-  INFINI_CHECK(to.count == from.count, "stream states of different sizes");
+  INFINI_CHECK(
+      to.count == from.count && to.batch == from.batch && to.layers.size() == from.layers.size(),
+      "stream states of different sizes");
   std::memcpy(to.all, from.all, from.count * sizeof(float));
+  for (size_t l = 0; l < from.layers.size(); ++l) {
+    const KvCache& src = from.layers[l].cache;
+    KvCache& dst = to.layers[l].cache;
+    INFINI_CHECK(dst.capacity >= src.rows, "a state with ", src.rows,
+                 " cached rows copied into a cache of ", dst.capacity);
+    // [B, capacity, Hkv, d]: the rows in use are the first src.rows of each stream
+    if (src.rows > 0) {
+      const int64_t L = int64_t(from.layers.size()),
+                    row = from.cache_count / (2 * L * from.batch * src.capacity);  // Hkv d
+      for (int64_t b = 0; b < from.batch; ++b) {
+        std::memcpy(dst.keys + b * dst.capacity * row, src.keys + b * src.capacity * row,
+                    src.rows * row * sizeof(float));
+        std::memcpy(dst.values + b * dst.capacity * row, src.values + b * src.capacity * row,
+                    src.rows * row * sizeof(float));
+      }
+    }
+    dst.rows = src.rows;
+  }
   to.position = from.position;
 }
 

@@ -32,7 +32,7 @@ TrainingPass training_pass_create(const ModelConfig& config, int64_t batch, int6
   p.chunk_tokens = resolve_chunk(config, tokens, chunk_tokens);
   p.act = activations_create(config, batch, p.chunk_tokens, true);
   p.state = stream_state_create(config, batch);
-  p.dstate = stream_state_create(config, batch);
+  p.dstate = stream_state_create(config, batch, /*with_cache=*/false);
   const int64_t chunks = tokens / p.chunk_tokens;
   if (chunks > 1) p.boundary_states.resize(chunks * p.state.count);
   p.chunk_inputs.resize(batch * p.chunk_tokens);
@@ -45,8 +45,9 @@ size_t training_pass_bytes(const ModelConfig& config, int64_t batch, int64_t tok
   const int64_t chunk = resolve_chunk(config, tokens, chunk_tokens), chunks = tokens / chunk;
   const int64_t state_floats = config.num_hidden_layers * batch * config.num_key_value_heads *
                                config.head_dim * (config.head_dim + 1);
-  return activations_bytes(config, batch, chunk, true) +
-         sizeof(float) * state_floats * (2 + (chunks > 1 ? chunks : 0));
+  return activations_bytes(config, batch, chunk, true) + stream_state_bytes(config, batch, true) +
+         stream_state_bytes(config, batch, false) +
+         sizeof(float) * state_floats * (chunks > 1 ? chunks : 0);
 }
 
 double training_pass_run(const Model& model, Parameters& grads, TrainingPass& p,

@@ -4,9 +4,12 @@
 //   - streaming segment by segment gives the logits of one pass over the sequence;
 //   - a batch gives the logits of a loop over single streams;
 //   - segment 0 reaches the last segment only through the memory.
+// (Chunks of any size, decoding included, against one pass and the reference: tests/infer.)
+// And the training path's preconditions: a chunk from a segment boundary with an empty cache.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -38,9 +41,12 @@ Model random_model(const ModelConfig& c, uint64_t seed) {
   Rng rng(seed + 1);
   for (const ParameterInfo& p : parameter_table(c, m.weights)) {
     for (int64_t i = 0; i < p.numel(); ++i) {
-      if (p.kind == ParameterKind::Gate) p.data[i] = float(rng.uniform() * 6 - 3);
-      else if (p.kind == ParameterKind::Norm) p.data[i] = 1.0f + 0.1f * float(rng.normal());
-      else p.data[i] = 0.3f * float(rng.normal());
+      if (p.kind == ParameterKind::Gate)
+        p.data[i] = float(rng.uniform() * 6 - 3);
+      else if (p.kind == ParameterKind::Norm)
+        p.data[i] = 1.0f + 0.1f * float(rng.normal());
+      else
+        p.data[i] = 0.3f * float(rng.normal());
     }
   }
   return m;
@@ -49,6 +55,15 @@ Model random_model(const ModelConfig& c, uint64_t seed) {
 void set_gates(Model& m, float value) {
   for (LayerParameters& l : m.weights.layers)
     for (int64_t h = 0; h < m.config.num_attention_heads; ++h) l.memory_gate[h] = value;
+}
+
+std::string test_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
@@ -144,6 +159,40 @@ TEST_P(Equivalence, FirstSegmentReachesLastOnlyThroughMemory) {
   // with every gate closed to the memory, it sees nothing at all
   set_gates(m, -std::numeric_limits<float>::infinity());
   EXPECT_EQ(last_segment(run(m, tokens, 1, T, T)), last_segment(run(m, perturbed, 1, T, T)));
+}
+
+TEST(TrainingChunks, MustStartAtASegmentBoundary) {
+  const Model m = random_model(small_config("delta", 2), 9);
+  const int64_t N = m.config.attention.segment_length;
+  const std::vector<int32_t> tokens = random_tokens(3 * N, m.config.vocab_size, 15);
+  StreamState state = stream_state_create(m.config, 1);
+  StreamState dstate = stream_state_create(m.config, 1, /*with_cache=*/false);
+  Activations inference = activations_create(m.config, 1, 2 * N, false);
+  Activations training = activations_create(m.config, 1, 2 * N, true);
+  Arena grad_storage(m.storage.used());
+  Parameters grads = parameters_layout(m.config, grad_storage);
+
+  model_forward(m, state, inference, tokens.data(), 3);  // the stream is now inside a segment
+  EXPECT_NE(test_error([&] {
+              model_forward(m, state, training, tokens.data() + 3, N);
+            }).find("segment boundary"),
+            std::string::npos);
+  // a chunk from a boundary that stops inside a segment: backward only with a zero dstate
+  stream_state_reset(state);
+  model_forward(m, state, training, tokens.data(), N + 3);
+  model_loss(training, tokens.data() + 1, N + 3, m.config.vocab_size);
+  dstate.all[0] = 1.0f;
+  EXPECT_NE(test_error([&] {
+              model_backward(m, grads, dstate, training, tokens.data(), tokens.data() + 1, N + 3,
+                             1.0f);
+            }).find("must end its training sequence"),
+            std::string::npos);
+  training.chunk_start = 3;  // as if the forward pass had started inside a segment
+  EXPECT_NE(test_error([&] {
+              model_backward(m, grads, dstate, training, tokens.data(), tokens.data() + 1, N + 3,
+                             1.0f);
+            }).find("started at a segment boundary"),
+            std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Updates, Equivalence,
