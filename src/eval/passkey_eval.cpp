@@ -26,69 +26,38 @@ std::unique_ptr<Tokenizer> tokenizer_of_model(const std::string& dir, const Mode
   return tokenizer_load(config.tokenizer.type, file);
 }
 
-std::vector<int32_t> greedy_answer(const Model& model, StreamState& state, Activations& act,
-                                   const int32_t* tail, int64_t tail_count, int64_t count) {
-  const ModelConfig& c = model.config;
-  const int64_t N = c.attention.segment_length, V = c.vocab_size;
-  INFINI_CHECK(tail_count >= 1 && tail_count <= N, "the tail holds ", tail_count,
-               " tokens; it must hold 1 to ", N, " (one unfinished segment)");
-  INFINI_CHECK(state.position % N == 0, "the stream is at ", state.position,
-               ", not at a segment boundary");
-  INFINI_CHECK(act.tokens >= N && act.batch == 1, "activations for ", act.batch, " x ", act.tokens,
-               " tokens; greedy decoding needs 1 x ", N);
-  // tokens[segment_start, end) is the unfinished segment; `state` is the state at its start
-  std::vector<int32_t> tokens(tail, tail + tail_count), answer;
-  StreamState work = stream_state_create(c, 1);
-  int64_t segment_start = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t n = int64_t(tokens.size()) - segment_start;  // 1..N
-    stream_state_copy(work, state);
-    model_forward(model, work, act, tokens.data() + segment_start, n);
-    const int32_t next = argmax(act.logits + (n - 1) * V, V);
-    answer.push_back(next);
-    tokens.push_back(next);
-    if (n == N) {  // the segment is complete: the state after it is the new start
-      stream_state_copy(state, work);
-      segment_start += N;
-    }
-  }
-  return answer;
-}
-
 PasskeyRunner passkey_runner_create(const Model& model, int64_t chunk_tokens) {
-  const int64_t N = model.config.attention.segment_length;
   PasskeyRunner r;
-  r.model = &model;
-  r.chunk = N * std::max<int64_t>(1, chunk_tokens / N);
-  r.act = activations_create(model.config, 1, r.chunk, false);
-  r.state = stream_state_create(model.config, 1);
-  r.tokens.resize(size_t(r.chunk));
+  r.decoder = decoder_create(model, chunk_tokens);
+  r.tokens.resize(size_t(r.decoder.chunk_tokens));
   return r;
 }
 
 std::vector<int32_t> passkey_generate(PasskeyRunner& runner, const PasskeyTemplate& t,
                                       const PasskeyPrompt& p, int64_t count,
                                       const std::function<void(int64_t)>& on_tokens) {
-  const Model& model = *runner.model;
-  const int64_t N = model.config.attention.segment_length, V = model.config.vocab_size;
+  Decoder& decoder = runner.decoder;
+  const Model& model = *decoder.model;
+  const int64_t V = model.config.vocab_size, C = decoder.chunk_tokens;
   if (t.tokenizer->vocab_size() > V)
     throw Error("passkey", str("the tokenizer has ", t.tokenizer->vocab_size(),
                                " ids, more than the model's vocab_size (", V, ")"));
-  stream_state_reset(runner.state);
-  // whole segments go through in chunks; 1..N tokens stay for the decoder
-  const int64_t prefix = N * ((p.length - 1) / N);
-  for (int64_t at = 0; at < prefix;) {
-    const int64_t n = std::min(runner.chunk, prefix - at);  // [n] whole segments
+  decoder_reset(decoder);
+  // the prompt goes in chunk by chunk (generated as it is fed: memory stays flat)
+  for (int64_t at = 0; at < p.length;) {
+    const int64_t n = std::min(C, p.length - at);
     passkey_prompt_tokens(t, p, at, n, runner.tokens.data());
-    model_forward(model, runner.state, runner.act, runner.tokens.data(), n);
+    decoder_feed(decoder, runner.tokens.data(), n);
     at += n;
     if (on_tokens) on_tokens(n);
   }
-  const int64_t tail = p.length - prefix;
-  passkey_prompt_tokens(t, p, prefix, tail, runner.tokens.data());
-  std::vector<int32_t> answer =
-      greedy_answer(model, runner.state, runner.act, runner.tokens.data(), tail, count);
-  if (on_tokens) on_tokens(tail + count);
+  // then one 1-token forward pass per answer token; ties go to the lowest id
+  std::vector<int32_t> answer;
+  for (int64_t i = 0; i < count; ++i) {
+    answer.push_back(argmax(decoder.logits.data(), V));
+    if (i + 1 < count) decoder_step(decoder, answer.back());
+  }
+  if (on_tokens) on_tokens(count);
   return answer;
 }
 

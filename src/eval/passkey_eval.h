@@ -1,6 +1,7 @@
 // Passkey evaluation (`infini eval passkey`): every trial streams its prompt (eval/passkey.h)
 // through the model in chunks of whole segments, with the memory carried, then decodes the answer
-// greedily and scores it. Memory does not grow with the prompt's length: the prompt is generated
+// greedily (one 1-token forward pass per answer token, the unfinished segment in the KV cache) and
+// scores it. Memory does not grow with the prompt's length: the prompt is generated
 // chunk by chunk, and the model holds one chunk's activations and one stream state.
 #pragma once
 
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "eval/passkey.h"
+#include "infer/decoder.h"
 #include "model/model.h"
 
 namespace infini {
@@ -18,28 +20,10 @@ namespace infini {
 // The tokenizer a checkpoint directory's config names (its tokenizer.model for SentencePiece).
 std::unique_ptr<Tokenizer> tokenizer_of_model(const std::string& dir, const ModelConfig& config);
 
-// Greedy continuation of a stream. On entry `state` is at a segment boundary and has consumed
-// every prompt token before `tail`; tail[0, tail_count) are the prompt's remaining 1..N tokens
-// (N = segment_length). Returns the `count` most likely next tokens, one at a time (ties: the
-// lowest id). `state` is advanced over the segments that the tail and the answer complete;
-// `act` must hold at least N tokens.
-//
-// Today model_forward takes chunks that start at a segment boundary only, so each step re-runs
-// the unfinished segment (tail + the tokens generated so far) from a copy of the state at its
-// start, as infer/sampling.cpp does: exact, at the cost of up to N tokens of forward pass per
-// generated token (under 10 segments per trial for a 5-digit key). When model_forward accepts a
-// chunk at any position (a KV cache of the unfinished segment in the StreamState), this becomes
-// one model_forward over the tail and then one 1-token model_forward per generated token.
-std::vector<int32_t> greedy_answer(const Model& model, StreamState& state, Activations& act,
-                                   const int32_t* tail, int64_t tail_count, int64_t count);
-
-// Scratch for trials: one chunk of activations and one stream state, reused.
+// Scratch for trials: one stream decoder (state + prompt-chunk and 1-token activations), reused.
 struct PasskeyRunner {
-  const Model* model = nullptr;
-  int64_t chunk = 0;  // tokens per model_forward while prefilling: whole segments
-  Activations act;
-  StreamState state;
-  std::vector<int32_t> tokens;  // [chunk] the prompt tokens of one chunk
+  Decoder decoder;
+  std::vector<int32_t> tokens;  // [decoder.chunk_tokens] the prompt tokens of one chunk
 };
 // chunk_tokens is rounded down to whole segments (at least one).
 PasskeyRunner passkey_runner_create(const Model& model, int64_t chunk_tokens);

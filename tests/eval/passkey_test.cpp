@@ -340,7 +340,7 @@ TEST(PasskeyGreedy, EqualsTheArgmaxOfOneForwardPass) {
   const auto bytes = byte_tokenizer();
   const PasskeyTemplate t = passkey_template(*bytes);
   PasskeyRunner runner = passkey_runner_create(model, 40);  // 2 segments per chunk
-  ASSERT_EQ(runner.chunk, 32);
+  ASSERT_EQ(runner.decoder.chunk_tokens, 32);
   double smallest_gap = 1e9;
   for (int64_t length : {int64_t(16 * 16), int64_t(16 * 16 + 1), int64_t(300), int64_t(333)})
     for (double position : {0.0, 1.0}) {
