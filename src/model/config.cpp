@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/json_strict.h"
+#include "model/state_size.h"
 
 namespace infini {
 
@@ -116,59 +117,6 @@ void check_unsupported_hf_keys(const Reader& r, const json& j) {
     throw Error(r.where("rope_scaling"),
                 str("RoPE scaling ", j.at("rope_scaling").dump(), " is not supported"),
                 "remove it or set it to null (plain RoPE, spec section 1)");
-}
-
-// a * b * ..., or false when the product overflows int64.
-bool checked_product(std::initializer_list<int64_t> factors, int64_t* out) {
-  int64_t p = 1;
-  for (int64_t f : factors)
-    if (__builtin_mul_overflow(p, f, &p)) return false;
-  *out = p;
-  return true;
-}
-
-// Parameter count with overflow detection; false when it overflows int64 (or its fp32 bytes do).
-bool count_parameters(const ModelConfig& c, int64_t* out) {
-  const int64_t D = c.hidden_size, H = c.num_attention_heads, Hkv = c.num_key_value_heads;
-  const int64_t d = c.head_dim, F = c.intermediate_size, V = c.vocab_size, L = c.num_hidden_layers;
-  int64_t embed, q, kv, mlp, layer = 0, total = 0;
-  if (!checked_product({V, D}, &embed) || !checked_product({H, d, D, 2}, &q) ||  // q and o
-      !checked_product({Hkv, d, D, 2}, &kv) || !checked_product({F, D, 3}, &mlp))
-    return false;
-  for (int64_t part : {q, kv, mlp, 2 * D, c.attention.type == "infini" ? H : int64_t(0)})
-    if (__builtin_add_overflow(layer, part, &layer)) return false;
-  if (!checked_product({layer, L}, &total)) return false;
-  int64_t fam = 0;
-  if (c.attention.type == "fam" && !checked_product({c.attention.fam_length, D}, &fam))
-    return false;
-  for (int64_t part : {embed, c.tie_word_embeddings ? int64_t(0) : embed, D, fam})
-    if (__builtin_add_overflow(total, part, &total)) return false;
-  int64_t bytes;
-  if (!checked_product({total, 4}, &bytes)) return false;
-  *out = total;
-  return true;
-}
-
-// Floats of stream state carried between segments (spec sections 2-3); false on overflow.
-bool state_floats(const ModelConfig& c, int64_t* out) {
-  const AttentionConfig& a = c.attention;
-  const int64_t L = c.num_hidden_layers, Hkv = c.num_key_value_heads, d = c.head_dim;
-  int64_t kv_rows = a.segment_length;  // full: grows with the stream; check one segment's worth
-  if (a.type == "sliding") kv_rows = a.window;
-  if (a.type == "bswa" || a.type == "fam") {
-    if (!checked_product({a.segment_length, a.memory_blocks}, &kv_rows)) return false;
-  }
-  int64_t floats;
-  if (a.type == "infini") return checked_product({L, Hkv, d, d + 1}, out);
-  if (!checked_product({2, L, Hkv, d, kv_rows}, &floats)) return false;
-  if (a.type == "fam") {
-    int64_t fam;
-    if (!checked_product({L, a.fam_length, c.hidden_size}, &fam) ||
-        __builtin_add_overflow(floats, fam, &floats))
-      return false;
-  }
-  *out = floats;
-  return true;
 }
 
 }  // namespace
@@ -322,7 +270,8 @@ void config_validate(const ModelConfig& c, const std::string& where) {
   if (!count_parameters(c, &count))
     throw Error(where, "the parameter count overflows int64 (sizes are absurd)",
                 "check vocab_size, hidden_size, num_hidden_layers, head_dim and intermediate_size");
-  if (!state_floats(c, &count))
+  // full's state grows with the stream: check one segment's worth
+  if (!state_floats(c, c.attention.segment_length, &count))
     throw Error(w("attention"), "the stream state size overflows int64 (sizes are absurd)",
                 "check segment_length, window, memory_blocks and fam_length");
 }
