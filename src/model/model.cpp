@@ -1,10 +1,12 @@
-// Forward and backward passes of the decoder (spec §1) with Infini-attention (§2).
+// Forward and backward passes of the decoder (spec §1) with Infini-attention (§2) or a softmax
+// baseline over a KV cache (§3). The mechanisms differ only in layer_attention_forward / _backward.
 #include "model/model.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "attention/kv_attention.h"
 #include "core/parallel.h"
 #include "core/random.h"
 #include "kernels/activations.h"
@@ -26,6 +28,56 @@ InfiniShape attention_shape(const ModelConfig& c, int64_t batch, int64_t tokens)
                      c.num_key_value_heads,
                      c.head_dim,
                      c.attention.memory_update == "delta"};
+}
+
+KvShape kv_shape(const ModelConfig& c, int64_t batch, int64_t tokens, int64_t position) {
+  return KvShape{batch, tokens, c.num_attention_heads, c.num_key_value_heads, c.head_dim, position};
+}
+
+RopeTable kv_rope(const Activations& act) {
+  return RopeTable{act.kv_rope_cos.data(), act.kv_rope_sin.data(), act.kv_rope_rows};
+}
+
+// Makes the state's cache and the activations' RoPE tables and scratch big enough for a chunk of
+// the baselines at `shape` (they grow only for full, whose cache grows with the stream).
+void kv_reserve(const ModelConfig& c, const KvPolicy& policy, StreamState& state, Activations& act,
+                const KvShape& shape) {
+  if (kv_cache_max_rows(policy) < 0) stream_state_reserve(state, shape.position + shape.tokens);
+  activations_reserve_kv(act, c, kv_rope_positions(policy, shape),
+                         kv_forward_scratch_floats(policy, shape));
+}
+
+// One layer's attention: out a.att [B, T, H d] from a.qkv, advancing the layer's state (memory
+// and cache). The one place where the mechanisms are told apart in the forward pass.
+void layer_attention_forward(const ModelConfig& c, const std::optional<KvPolicy>& policy,
+                             LayerState& layer, LayerActivations& a, const LayerParameters& p,
+                             Activations& act, int64_t B, int64_t T, int64_t position) {
+  if (!policy) {
+    infini_attention_forward(a.att, a.attn, layer.memory, layer.cache, a.qkv, p.memory_gate,
+                             act.rope_cos, act.rope_sin, attention_shape(c, B, T),
+                             act.attn_scratch);
+    return;
+  }
+  const KvShape shape = kv_shape(c, B, T, position);
+  kv_attention_forward(a.att, a.kv_probs, a.qkv, layer.cache, kv_rope(act), *policy, shape,
+                       act.kv_scratch.data());
+  kv_cache_advance(layer.cache, a.qkv, *policy, shape);
+}
+
+// d loss / d qkv into act.dqkv from act.datt (and the gates' and memories' gradients for infini).
+// The baselines' training chunks start at position 0 with an empty cache.
+void layer_attention_backward(const ModelConfig& c, const std::optional<KvPolicy>& policy,
+                              LayerState& dlayer, LayerParameters& gp, const LayerActivations& a,
+                              const LayerParameters& p, Activations& act, int64_t B, int64_t T) {
+  if (!policy) {
+    infini_attention_backward(act.dqkv, gp.memory_gate, dlayer.memory, act.datt, a.attn, a.qkv,
+                              p.memory_gate, act.rope_cos, act.rope_sin, attention_shape(c, B, T),
+                              act.attn_scratch, act.dgate_partial);
+    return;
+  }
+  const KvShape shape = kv_shape(c, B, T, 0);
+  kv_attention_backward(act.dqkv, act.datt, a.kv_probs, a.qkv, KvCache{}, kv_rope(act), *policy,
+                        shape, act.kv_scratch.data());
 }
 
 void copy_rows(float* to, const float* from, int64_t count) {
@@ -53,8 +105,10 @@ void linear(float* y, const float* x, const float* W, int64_t R, int64_t n, int6
 
 Model model_create(const ModelConfig& config) {
   config_validate(config, "model config");
-  INFINI_CHECK(config.attention.type == "infini", "attention type '", config.attention.type,
-               "' is not implemented yet");
+  if (config.attention.type == "fam")
+    throw Error("model config", "attention type 'fam' (TransformerFAM) is not implemented yet",
+                "use infini, full, sliding, xl or bswa");
+  model_kv_policy(config);  // validates the baselines' fields
   Model m;
   m.config = config;
   Arena measure = Arena::measuring();
@@ -97,15 +151,20 @@ void model_forward(const Model& model, StreamState& state, Activations& act, con
   INFINI_CHECK(state.batch == B, "stream state for ", state.batch, " streams, chunk for ", B);
   INFINI_CHECK(int64_t(state.layers.size()) == L, "stream state for ", state.layers.size(),
                " layers, model of ", L);
+  const std::optional<KvPolicy> policy = model_kv_policy(c);
+  const int64_t rows = policy ? kv_cache_rows_needed(*policy, state.position) : state.position % N;
   for (const LayerState& layer : state.layers)
-    INFINI_CHECK(layer.cache.rows == state.position % N, "stream at position ", state.position,
-                 " with ", layer.cache.rows, " cached rows (segment length ", N, ")");
-  INFINI_CHECK(!act.training || (state.position % N == 0 && logit_rows == LogitRows::all),
-               "activations for training need a chunk starting at a segment boundary (position ",
-               state.position, ") and every row's logits");
-  const InfiniShape shape = attention_shape(c, B, T);
-  const int64_t W = shape.qkv_width();
-  act.chunk_start = state.position;
+    INFINI_CHECK(layer.cache.rows == rows, "stream at position ", state.position, " with ",
+                 layer.cache.rows, " cached rows (", c.attention.type, " keeps ", rows, ")");
+  const bool training_start = policy ? state.position == 0 : state.position % N == 0;
+  INFINI_CHECK(!act.training || (training_start && logit_rows == LogitRows::all),
+               "activations for training need a chunk starting at ",
+               policy ? "position 0" : "a segment boundary", " (position ", state.position,
+               ") and every row's logits");
+  const int64_t W = (H + 2 * c.num_key_value_heads) * d;
+  const int64_t position = state.position;
+  act.chunk_start = position;
+  if (policy) kv_reserve(c, *policy, state, act, kv_shape(c, B, T, position));
 
   embedding_forward(act.layers[0].x_in, w.embed, tokens, R, D);
   for (int64_t l = 0; l < L; ++l) {
@@ -113,8 +172,7 @@ void model_forward(const Model& model, StreamState& state, Activations& act, con
     const LayerParameters& p = w.layers[l];
     rmsnorm_forward(a.xn1, a.rstd1, a.x_in, p.input_norm, R, D, float(c.rms_norm_eps));
     linear(a.qkv, a.xn1, p.qkv, R, W, D);
-    infini_attention_forward(a.att, a.attn, state.layers[l].memory, state.layers[l].cache, a.qkv,
-                             p.memory_gate, act.rope_cos, act.rope_sin, shape, act.attn_scratch);
+    layer_attention_forward(c, policy, state.layers[l], a, p, act, B, T, position);
     copy_rows(a.x_mid, a.x_in, R * D);
     linear(a.x_mid, a.att, p.out, R, D, H * d, true);
     rmsnorm_forward(a.xn2, a.rstd2, a.x_mid, p.post_norm, R, D, float(c.rms_norm_eps));
@@ -150,16 +208,16 @@ void model_backward(const Model& model, Parameters& g, StreamState& dstate, Acti
   const int64_t B = act.batch, R = B * T, D = c.hidden_size, V = c.vocab_size,
                 H = c.num_attention_heads, d = c.head_dim, F = c.intermediate_size,
                 L = c.num_hidden_layers, N = c.attention.segment_length;
-  INFINI_CHECK(act.chunk_start % N == 0,
-               "backward needs a chunk that started at a segment "
-               "boundary with an empty cache; this one started at position ",
-               act.chunk_start);
+  const std::optional<KvPolicy> policy = model_kv_policy(c);
+  INFINI_CHECK(policy ? act.chunk_start == 0 : act.chunk_start % N == 0,
+               "backward needs a chunk that started at ",
+               policy ? "position 0" : "a segment boundary",
+               " with an empty cache; this one started at position ", act.chunk_start);
   if ((act.chunk_start + T) % N != 0)  // the cache's gradient is not carried: nothing may follow
     INFINI_CHECK(
         std::all_of(dstate.all, dstate.all + dstate.count, [](float x) { return x == 0; }),
         "a chunk that stops inside a segment must end its training sequence (zero dstate)");
-  const InfiniShape shape = attention_shape(c, B, T);
-  const int64_t W = shape.qkv_width();
+  const int64_t W = (H + 2 * c.num_key_value_heads) * d;
 
   // head: logits = xn_final W_head^T
   cross_entropy_backward(act.logits, act.logits, targets, R, V, loss_scale);
@@ -183,9 +241,7 @@ void model_backward(const Model& model, Parameters& g, StreamState& dstate, Acti
     // x_mid = x_in + att W_o^T
     matmul_nn(act.datt, act.dx, p.out, R, H * d, D);
     matmul_tn(gp.out, act.dx, a.att, D, H * d, R, true);
-    infini_attention_backward(act.dqkv, gp.memory_gate, dstate.layers[l].memory, act.datt, a.attn,
-                              a.qkv, p.memory_gate, act.rope_cos, act.rope_sin, shape,
-                              act.attn_scratch, act.dgate_partial);
+    layer_attention_backward(c, policy, dstate.layers[l], gp, a, p, act, B, T);
     matmul_nn(act.dnormed, act.dqkv, p.qkv, R, D, W);
     matmul_tn(gp.qkv, act.dqkv, a.xn1, W, D, R, true);
     rmsnorm_backward(act.dx, gp.input_norm, act.dnormed, a.x_in, p.input_norm, a.rstd1, R, D);

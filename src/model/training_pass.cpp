@@ -10,6 +10,14 @@ namespace {
 
 int64_t resolve_chunk(const ModelConfig& c, int64_t T, int64_t chunk) {
   if (chunk <= 0 || chunk >= T) return T;
+  if (c.attention.type != "infini")
+    throw Error(
+        "recompute chunk",
+        str("chunked recomputation (", chunk, " of ", T,
+            " tokens) is implemented for infini only, not for attention type '", c.attention.type,
+            "': its later chunks would need the earlier chunks' K/V "
+            "with their gradient"),
+        "train with the full pass (no recompute chunk)");
   const int64_t N = c.attention.segment_length;
   if (chunk % N != 0 || T % chunk != 0)
     throw Error("recompute chunk", str(chunk, " tokens must be a multiple of the segment length (",
@@ -43,8 +51,10 @@ TrainingPass training_pass_create(const ModelConfig& config, int64_t batch, int6
 size_t training_pass_bytes(const ModelConfig& config, int64_t batch, int64_t tokens,
                            int64_t chunk_tokens) {
   const int64_t chunk = resolve_chunk(config, tokens, chunk_tokens), chunks = tokens / chunk;
-  const int64_t state_floats = config.num_hidden_layers * batch * config.num_key_value_heads *
-                               config.head_dim * (config.head_dim + 1);
+  const int64_t state_floats = config.attention.type == "infini"
+                                   ? config.num_hidden_layers * batch * config.num_key_value_heads *
+                                         config.head_dim * (config.head_dim + 1)
+                                   : 0;
   return activations_bytes(config, batch, chunk, true) + stream_state_bytes(config, batch, true) +
          stream_state_bytes(config, batch, false) +
          sizeof(float) * state_floats * (chunks > 1 ? chunks : 0);

@@ -4,7 +4,8 @@
 // Two ways to pay for it (docs/architecture.md has the numbers):
 //   chunk_tokens == T  keep every activation of the whole sequence: one forward, one backward;
 //                      activations grow linearly with T.
-//   chunk_tokens <  T  gradient checkpointing: the forward pass keeps only the stream state at
+//   chunk_tokens <  T  (infini only; the softmax baselines refuse it) gradient checkpointing:
+//                      the forward pass keeps only the stream state at
 //                      each chunk boundary; the backward pass walks the chunks in reverse,
 //                      recomputes each chunk's forward from its saved state and backpropagates
 //                      through it, handing the gradient of the state to the chunk before. Memory
@@ -21,9 +22,9 @@ namespace infini {
 
 struct TrainingPass {
   int64_t batch = 0, tokens = 0, chunk_tokens = 0;
-  Activations act;                   // for B x chunk_tokens
-  StreamState state, dstate;         // the memory and its gradient
-  std::vector<float> boundary_states;  // [chunks, state floats] (recompute mode only)
+  Activations act;                                   // for B x chunk_tokens
+  StreamState state, dstate;                         // the memory and its gradient
+  std::vector<float> boundary_states;                // [chunks, state floats] (recompute mode only)
   std::vector<int32_t> chunk_inputs, chunk_targets;  // [B, chunk_tokens]
 };
 
