@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
@@ -103,7 +104,8 @@ void session_save(const std::string& path, const Decoder& d, const Rng& rng, uin
   const StreamState& s = d.state;
   const StateShape shape = shape_of(d.model->config, s.batch);
   const int64_t rows = s.layers.empty() ? 0 : s.layers[0].cache.rows;
-  const int64_t row_floats = shape.kv_heads * shape.head_dim, cap = shape.segment_length;
+  const int64_t row_floats = shape.kv_heads * shape.head_dim;
+  const int64_t cap = s.layers.empty() ? 0 : s.layers[0].cache.capacity;  // rows per stream
   std::string payload;
   payload.reserve(
       size_t(s.count + 2 * shape.layers * shape.batch * rows * row_floats + shape.vocab_size) *
@@ -198,7 +200,12 @@ void session_load(const std::string& path, Decoder& d, Rng& rng, uint64_t finger
   for (uint64_t& word : rng_state) word = r.value<uint64_t>("the generator");
   const int64_t logits_rows = r.value<int64_t>("the logits flag");
   const int64_t N = expected.segment_length, row_floats = expected.kv_heads * expected.head_dim;
-  if (position < 0 || rows != position % N || logits_rows != (position > 0 ? 1 : 0))
+  // the cache holds what the mechanism keeps at this position: infini the unfinished segment,
+  // the softmax baselines their window / blocks (attention_policy.h), full the whole stream
+  const std::optional<KvPolicy> policy = model_kv_policy(d.model->config);
+  const int64_t rows_needed =
+      position < 0 ? -1 : policy ? kv_cache_rows_needed(*policy, position) : position % N;
+  if (position < 0 || rows != rows_needed || logits_rows != (position > 0 ? 1 : 0))
     throw Error(path, str("inconsistent: position ", position, " with ", rows, " cached rows and ",
                           logits_rows, " rows of logits (segment ", N, ")"));
   const size_t expected_left =
@@ -211,6 +218,7 @@ void session_load(const std::string& path, Decoder& d, Rng& rng, uint64_t finger
 
   // every check passed: now the decoder changes
   StreamState& s = d.state;
+  stream_state_reserve(s, rows);  // full attention's cache grows with the stream
   r.take(s.all, size_t(s.count) * sizeof(float), "the memories");
   for (LayerState& layer : s.layers) {
     for (float* block : {layer.cache.keys, layer.cache.values})

@@ -19,7 +19,7 @@
 namespace infini {
 namespace {
 
-ModelConfig small_config() {
+ModelConfig small_config(const std::string& type = "infini") {
   ModelConfig c;
   c.vocab_size = 256;
   c.hidden_size = 32;
@@ -28,14 +28,16 @@ ModelConfig small_config() {
   c.num_key_value_heads = 2;
   c.head_dim = 8;
   c.intermediate_size = 40;
-  c.attention.type = "infini";
+  c.attention.type = type;
   c.attention.segment_length = 8;
-  c.attention.memory_update = "delta";
+  if (type == "infini") c.attention.memory_update = "delta";
+  if (type == "sliding") c.attention.window = 11;
+  if (type == "bswa") c.attention.memory_blocks = 2;
   return c;
 }
 
-Model random_model(uint64_t seed) {
-  Model m = model_create(small_config());
+Model random_model(uint64_t seed, const std::string& type = "infini") {
+  Model m = model_create(small_config(type));
   model_init_random(m, seed);
   Rng rng(seed + 1);  // larger weights than the training init: O(1) logits
   for (const ParameterInfo& p : parameter_table(m.config, m.weights))
@@ -99,6 +101,32 @@ TEST(Session, SavedMidSegmentLoadsBitExactAndContinuesTheSame) {
   EXPECT_NE(message.find("checksum"), std::string::npos) << message;
   EXPECT_EQ(stream_bytes(b), before);
   EXPECT_EQ(rng_b.state(), rng_before);
+}
+
+// The softmax baselines keep their window / blocks in the cache (full: the whole stream, a cache
+// that grows): a state saved mid-block loads bit-exactly and continues bit for bit.
+TEST(Session, EveryBaselineMechanismSavesAndContinues) {
+  for (const std::string type : {"full", "sliding", "xl", "bswa"}) {
+    SCOPED_TRACE(type);
+    const Model model = random_model(3, type);
+    const uint64_t fingerprint = model_fingerprint(model);
+    const std::vector<int32_t> ids = text_ids(kText);
+    Decoder a = decoder_create(model, 16);
+    Rng rng(1);
+    decoder_feed(a, ids.data(), 29);  // 3 blocks and 5 rows
+    const std::string path = test::scratch_dir("session_kv") + "/" + type + ".state";
+    session_save(path, a, rng, fingerprint);
+    Decoder b = decoder_create(model, 16);
+    session_load(path, b, rng, fingerprint);
+    EXPECT_EQ(b.state.position, 29);
+    EXPECT_EQ(b.state.layers[0].cache.rows, a.state.layers[0].cache.rows);
+    ASSERT_EQ(stream_bytes(b), stream_bytes(a));
+    for (size_t t = 29; t < ids.size(); ++t) {
+      decoder_step(a, ids[t]);
+      decoder_step(b, ids[t]);
+      ASSERT_EQ(stream_bytes(b), stream_bytes(a)) << "token " << t;
+    }
+  }
 }
 
 TEST(Session, FingerprintSeesOneWeightBitAndOneConfigValue) {
