@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "kernels/activations.h"
+#include "kernels/kernel_support.h"
 #include "kernels/matmul.h"
 #include "kernels/rope.h"
 
@@ -26,15 +27,14 @@ float sigmoid(float x) {
   return 1.0f / (1.0f + std::exp(-x));
 }
 
+// sum a_i b_i in double, in kernel_detail::sum_double's fixed, vectorised order
 double dot(const float* a, const float* b, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += double(a[i]) * b[i];
-  return s;
+  return kernel_detail::sum_double(n, [&](int64_t i) { return double(a[i]) * b[i]; });
 }
 
-// out[n, d] = elu1(x[n, d]) with x rows `stride` apart.
+// out[n, d] (packed) = elu1(x[n, d]) with x rows `stride` apart.
 void elu1_rows(float* out, const float* x, int64_t n, int64_t d, int64_t stride) {
-  for (int64_t i = 0; i < n; ++i) elu1_forward(out + i * d, x + i * stride, d);
+  elu1_forward_rows(out, d, x, stride, n, d);
 }
 
 // Per-thread scratch of one task. The forward pass uses sq, sk, rows_a and, for a piece that
@@ -79,19 +79,19 @@ void for_each_piece(int64_t T, int64_t N, int64_t cached, F&& f) {
   }
 }
 
-// Rotates Q and K of every piece with positions counted from the start of its segment.
-void rope_chunk(const InfiniActivations& act, const float* qkv, const float* cos, const float* sin,
-                const InfiniShape& s, int64_t cached) {
-  const int64_t T = s.tokens, N = s.segment_length, H = s.heads, Hkv = s.kv_heads, d = s.head_dim,
-                W = s.qkv_width(), half = d / 2;
-  for (int64_t b = 0; b < s.batch; ++b)
-    for_each_piece(T, N, cached, [&](const Piece& p) {
-      const int64_t row0 = b * T + p.t0;
-      const float *c = cos + p.first * half, *sn = sin + p.first * half;
-      rope_forward(act.q_rope + row0 * H * d, qkv + row0 * W, c, sn, p.n, H, d, W, H * d);
-      rope_forward(act.k_rope + row0 * Hkv * d, qkv + row0 * W + H * d, c, sn, p.n, Hkv, d, W,
-                   Hkv * d);
-    });
+// Rotates the piece's rows of kv head g and of its group's query heads into act.k_rope and
+// act.q_rope, positions counted from the start of the segment. Runs inside the (stream, kv head)
+// task, serially and right before the rows are used: no parallel region per piece.
+void rope_piece(const InfiniActivations& act, const float* qkv, const float* cos, const float* sin,
+                const InfiniShape& s, int64_t b, int64_t g, const Piece& p) {
+  const int64_t T = s.tokens, H = s.heads, Hkv = s.kv_heads, d = s.head_dim, W = s.qkv_width(),
+                G = s.group_size(), half = d / 2, row0 = b * T + p.t0;
+  const float *c = cos + p.first * half, *sn = sin + p.first * half;
+  for (int64_t h = g * G; h < (g + 1) * G; ++h)
+    rope_forward(act.q_rope + (row0 * H + h) * d, qkv + row0 * W + h * d, c, sn, p.n, 1, d, W,
+                 H * d);
+  rope_forward(act.k_rope + (row0 * Hkv + g) * d, qkv + row0 * W + (H + g) * d, c, sn, p.n, 1, d, W,
+               Hkv * d);
 }
 
 // C[n, d] = A[n, d] B[d, d] and B[d, d] += A[n, d]^T C[n, d] as plain loops (vectorised over a
@@ -176,7 +176,6 @@ void infini_attention_forward(float* out, const InfiniActivations& act, InfiniMe
   const float scale = 1.0f / std::sqrt(float(d));
   // a chunk of a few rows (decoding) updates the memory with loops that allocate nothing
   const bool decoding = shape.batch * T <= kDecodingRows;
-  rope_chunk(act, qkv, rope_cos, rope_sin, shape, cached);
 
   parallel_for(shape.batch * Hkv, [&](int64_t task) {
     const int64_t b = task / Hkv, g = task % Hkv;
@@ -189,6 +188,7 @@ void infini_attention_forward(float* out, const InfiniActivations& act, InfiniMe
     int64_t s = 0;
     for_each_piece(T, N, cached, [&](const Piece& p) {
       const int64_t n = p.n, c = p.first, m = c + n, row0 = b * T + p.t0;
+      rope_piece(act, qkv, rope_cos, rope_sin, shape, b, g, p);
       const float* K = qkv + row0 * W + (H + g) * d;        // [n, d] stride W
       const float* V = qkv + row0 * W + (H + Hkv + g) * d;  // [n, d] stride W
       // the keys and values the piece attends to: [m, d], the segment's cached rows first
@@ -329,13 +329,15 @@ void infini_attention_backward(float* dqkv, float* dgate_logits, InfiniMemory ds
         const float* dO = dout + (row0 * H + h) * d;
         const float gm = sigmoid(gate_logits[h]), gl = 1.0f - gm;
         double dgate = 0;
-        for (int64_t i = 0; i < n; ++i)
+        for (int64_t i = 0; i < n; ++i) {
+          const float *go = dO + i * HD, *am = a_mem + i * HD, *ad = a_dot + i * HD;
+          dgate += kernel_detail::sum_double(
+              d, [&](int64_t j) { return double(go[j]) * (am[j] - ad[j]); });
           for (int64_t j = 0; j < d; ++j) {
-            const float go = dO[i * HD + j];
-            dgate += double(go) * (a_mem[i * HD + j] - a_dot[i * HD + j]);
-            w.da_mem[i * d + j] = gm * go;
-            w.da_dot[i * d + j] = gl * go;
+            w.da_mem[i * d + j] = gm * go[j];
+            w.da_dot[i * d + j] = gl * go[j];
           }
+        }
         dgate_partial[b * H + h] += float(dgate * gm * gl);
 
         // A_mem = num / c, num = s(Q) M_s, c = max(s(Q) z_s, eps)
@@ -352,7 +354,7 @@ void infini_attention_backward(float* dqkv, float* dgate_logits, InfiniMemory ds
         matmul_tn(dM, w.sq, dnum, d, d, n, true);  // dM_s += s(Q)^T dnum
         for (int64_t i = 0; i < n; ++i)
           for (int64_t j = 0; j < d; ++j) dz[j] += w.den[i] * w.sq[i * d + j];
-        for (int64_t i = 0; i < n; ++i) elu1_backward(dQ + i * W, w.dsq + i * d, Q + i * W, d);
+        elu1_backward_rows(dQ, W, w.dsq, d, Q, W, n, d);
 
         // local attention
         std::fill(w.dq_rope, w.dq_rope + n * d, 0.0f);
@@ -363,7 +365,7 @@ void infini_attention_backward(float* dqkv, float* dgate_logits, InfiniMemory ds
         rope_backward(dQ, w.dq_rope, rope_cos, rope_sin, n, 1, d, W, d);
       }
       rope_backward(dK, w.dk_rope, rope_cos, rope_sin, n, 1, d, W, d);
-      for (int64_t i = 0; i < n; ++i) elu1_backward(dK + i * W, w.dsk + i * d, K + i * W, d);
+      elu1_backward_rows(dK, W, w.dsk, d, K, W, n, d);
     }
   });
   for (int64_t h = 0; h < H; ++h)

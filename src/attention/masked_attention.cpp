@@ -7,11 +7,15 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/kernel_support.h"
 #include "kernels/matmul.h"
 
 namespace infini {
 
 namespace {
+
+using kernel_detail::exp_f32;
+using kernel_detail::sum_double;
 
 constexpr int64_t kRowBlock = 64;
 
@@ -21,7 +25,8 @@ struct KeySpan {
   int64_t count() const { return last >= first ? last - first + 1 : 0; }
 };
 KeySpan block_keys(const AttentionMask& mask, int64_t r0, int64_t r1, int64_t m) {
-  return {std::max<int64_t>(mask.first_key(r0), 0), std::min<int64_t>(mask.last_key(r1 - 1), m - 1)};
+  return {std::max<int64_t>(mask.first_key(r0), 0),
+          std::min<int64_t>(mask.last_key(r1 - 1), m - 1)};
 }
 
 }  // namespace
@@ -36,7 +41,8 @@ void masked_attention_forward(float* out, int64_t out_stride, float* probs, cons
     float* p = probs + r0 * m;  // [rows, m]
     if (span.count() == 0) {
       std::fill(p, p + rows * m, 0.0f);
-      for (int64_t i = r0; i < r1; ++i) std::fill(out + i * out_stride, out + i * out_stride + d, 0.0f);
+      for (int64_t i = r0; i < r1; ++i)
+        std::fill(out + i * out_stride, out + i * out_stride + d, 0.0f);
       continue;
     }
     // scores of the block against its key span, then the masked, scaled softmax of each row
@@ -50,16 +56,23 @@ void masked_attention_forward(float* out, int64_t out_stride, float* probs, cons
         std::fill(row, row + m, 0.0f);
         continue;
       }
+      // the max is exact in any order; exp is exp_f32 (<= 1.02 ulp, vectorised) and the sum is
+      // accumulated in double in a fixed order (kernel_detail::sum_double)
       float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t j = first; j <= last; ++j) max_score = std::max(max_score, row[j]);
-      float sum = 0;
-      for (int64_t j = first; j <= last; ++j) {
-        row[j] = std::exp((row[j] - max_score) * scale);
-        sum += row[j];
-      }
-      const float inv = 1.0f / sum;
+      const int64_t count = last - first + 1;
+      float* __restrict span_row = row + first;
+#pragma omp simd reduction(max : max_score)
+      for (int64_t j = 0; j < count; ++j)
+        max_score = span_row[j] > max_score ? span_row[j] : max_score;
+      const double sum = sum_double(count, [&](int64_t j) {
+        const float e = exp_f32((span_row[j] - max_score) * scale);
+        span_row[j] = e;
+        return e;
+      });
+      const float inv = float(1.0 / sum);
+#pragma omp simd
+      for (int64_t j = 0; j < count; ++j) span_row[j] *= inv;
       std::fill(row, row + first, 0.0f);
-      for (int64_t j = first; j <= last; ++j) row[j] *= inv;
       std::fill(row + last + 1, row + m, 0.0f);
     }
     // out[block] = probs[block, span] v[span]
@@ -69,11 +82,11 @@ void masked_attention_forward(float* out, int64_t out_stride, float* probs, cons
 }
 
 void masked_attention_backward(float* dq, int64_t dq_stride, float* dk, int64_t dk_stride,
-                               float* dv, int64_t dv_stride, const float* dout,
-                               int64_t dout_stride, const float* probs, const float* q,
-                               int64_t q_stride, const float* k, int64_t k_stride, const float* v,
-                               int64_t v_stride, int64_t n, int64_t m, int64_t d, float scale,
-                               float* scratch, AttentionMask mask) {
+                               float* dv, int64_t dv_stride, const float* dout, int64_t dout_stride,
+                               const float* probs, const float* q, int64_t q_stride, const float* k,
+                               int64_t k_stride, const float* v, int64_t v_stride, int64_t n,
+                               int64_t m, int64_t d, float scale, float* scratch,
+                               AttentionMask mask) {
   for (int64_t r0 = 0; r0 < n; r0 += kRowBlock) {
     const int64_t r1 = std::min(n, r0 + kRowBlock), rows = r1 - r0;
     const KeySpan span = block_keys(mask, r0, r1, m);
@@ -89,8 +102,7 @@ void masked_attention_backward(float* dq, int64_t dq_stride, float* dk, int64_t 
     for (int64_t i = 0; i < rows; ++i) {
       const float* pi = p + i * m;
       float* gi = g + i * m;
-      float dot = 0;
-      for (int64_t j = 0; j < c; ++j) dot += pi[j] * gi[j];
+      const float dot = float(sum_double(c, [&](int64_t j) { return double(pi[j]) * gi[j]; }));
       for (int64_t j = 0; j < c; ++j) gi[j] = scale * pi[j] * (gi[j] - dot);
     }
     // dq[block] += d scores k[span] ;  dk[span] += d scores^T q[block]

@@ -89,4 +89,27 @@ void elu1_backward(float* dx, const float* dout, const float* x, int64_t n) {
   });
 }
 
+void elu1_forward_rows(float* out, int64_t out_stride, const float* x, int64_t x_stride,
+                       int64_t rows, int64_t cols) {
+  INFINI_CHECK(rows >= 0 && cols >= 0, "elu1: negative size ", rows, "x", cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * x_stride;  // (cols)
+    float* __restrict o = out + r * out_stride;     // (cols)
+#pragma omp simd
+    for (int64_t i = 0; i < cols; ++i) o[i] = xr[i] > 0.0f ? xr[i] + 1.0f : exp_f32(xr[i]);
+  }
+}
+
+void elu1_backward_rows(float* dx, int64_t dx_stride, const float* dout, int64_t dout_stride,
+                        const float* x, int64_t x_stride, int64_t rows, int64_t cols) {
+  INFINI_CHECK(rows >= 0 && cols >= 0, "elu1: negative size ", rows, "x", cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * x_stride;        // (cols)
+    const float* __restrict dr = dout + r * dout_stride;  // (cols)
+    float* __restrict g = dx + r * dx_stride;             // (cols)
+#pragma omp simd
+    for (int64_t i = 0; i < cols; ++i) g[i] += xr[i] > 0.0f ? dr[i] : dr[i] * exp_f32(xr[i]);
+  }
+}
+
 }  // namespace infini

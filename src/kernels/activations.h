@@ -23,4 +23,12 @@ void elu1_forward(float* out, const float* x, int64_t n);
 // dx += dout * elu1'(x), elu1'(x) = 1 for x > 0, exp(x) otherwise.
 void elu1_backward(float* dx, const float* dout, const float* x, int64_t n);
 
+// The same two on a block of rows, serially on the calling thread (for callers inside a parallel
+// task, e.g. one attention head): x[rows, cols] with row stride x_stride, and so on. Element for
+// element the results are those of elu1_forward / elu1_backward.
+void elu1_forward_rows(float* out, int64_t out_stride, const float* x, int64_t x_stride,
+                       int64_t rows, int64_t cols);
+void elu1_backward_rows(float* dx, int64_t dx_stride, const float* dout, int64_t dout_stride,
+                        const float* x, int64_t x_stride, int64_t rows, int64_t cols);
+
 }  // namespace infini

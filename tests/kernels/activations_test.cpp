@@ -191,6 +191,32 @@ TEST(ActivationsTest, Elu1MatchesDoubleReference) {
   }
 }
 
+// The row-block variants compute element for element what the flat ones compute, on strided rows,
+// and leave the gaps between rows alone.
+TEST(ActivationsTest, Elu1RowsMatchFlatOnStridedBlocks) {
+  const int64_t rows = 7, cols = 67, xs = 80, os = 71;
+  const std::vector<float> x = test_inputs(rows * xs, 21),
+                           dout = test::random_normal(rows * os, 22);
+  std::vector<float> out(rows * os, -7.0f), dx = test::random_normal(rows * os, 23);
+  const std::vector<float> dx0 = dx;
+  elu1_forward_rows(out.data(), os, x.data(), xs, rows, cols);
+  elu1_backward_rows(dx.data(), os, dout.data(), os, x.data(), xs, rows, cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<float> o(cols), g(dx0.begin() + r * os, dx0.begin() + r * os + cols);
+    elu1_forward(o.data(), x.data() + r * xs, cols);
+    elu1_backward(g.data(), dout.data() + r * os, x.data() + r * xs, cols);
+    for (int64_t i = 0; i < os; ++i) {
+      if (i < cols) {
+        EXPECT_EQ(out[r * os + i], o[i]) << r << "," << i;
+        EXPECT_EQ(dx[r * os + i], g[i]) << r << "," << i;
+      } else {
+        EXPECT_EQ(out[r * os + i], -7.0f) << r << "," << i;
+        EXPECT_EQ(dx[r * os + i], dx0[r * os + i]) << r << "," << i;
+      }
+    }
+  }
+}
+
 // ---- finite differences of the analytic derivatives ---------------------------------------
 
 TEST(ActivationsTest, DerivativesMatchFiniteDifferences) {
