@@ -10,10 +10,12 @@ namespace infini {
 
 KvPolicy kv_policy(std::string_view type, int64_t segment_length, int64_t window,
                    int64_t memory_blocks) {
-  const std::string where = str("attention.type \"", type, "\"");
+  // built only for a message: the model asks for its policy on every chunk, decoding included,
+  // and that path must not allocate
+  auto where = [&] { return str("attention.type \"", type, "\""); };
   auto need_positive = [&](const char* field, int64_t value) {
     if (value < 1)
-      throw Error(where, str(field, " must be >= 1, got ", value),
+      throw Error(where(), str(field, " must be >= 1, got ", value),
                   str("set attention.", field, " in config.json"));
   };
   if (type == "full") return FullPolicy{};
@@ -30,12 +32,12 @@ KvPolicy kv_policy(std::string_view type, int64_t segment_length, int64_t window
     need_positive("memory_blocks", memory_blocks);
     if (memory_blocks > std::numeric_limits<int64_t>::max() / segment_length - 1)
       throw Error(
-          where,
+          where(),
           str("memory_blocks ", memory_blocks, " * segment_length ", segment_length, " overflows"),
           "use memory_blocks * segment_length below 2^62");
     return BswaPolicy{segment_length, memory_blocks};
   }
-  throw Error(where, "is not a softmax-attention baseline",
+  throw Error(where(), "is not a softmax-attention baseline",
               "kv attention serves full, sliding, xl and bswa");
 }
 
@@ -54,11 +56,21 @@ int64_t kv_cache_max_rows(const KvPolicy& policy) {
 }
 
 KvChunkPlan kv_chunk_plan(const KvPolicy& policy, int64_t position, int64_t tokens) {
+  KvChunkPlan plan;
+  kv_chunk_plan_into(plan, policy, position, tokens);
+  return plan;
+}
+
+void kv_chunk_plan_into(KvChunkPlan& plan, const KvPolicy& policy, int64_t position,
+                        int64_t tokens) {
   INFINI_CHECK(position >= 0 && tokens >= 1, "a chunk needs position >= 0 and tokens >= 1, got ",
                position, " and ", tokens);
-  return std::visit(
+  std::vector<KvQueryBlock> blocks = std::move(plan.blocks);
+  blocks.clear();  // keeps its capacity
+  plan = KvChunkPlan{};
+  plan.blocks = std::move(blocks);
+  std::visit(
       [&](const auto& p) {
-        KvChunkPlan plan;
         plan.key_position = p.first_key(position);
         plan.cached_keys = position - plan.key_position;
         plan.keys = plan.cached_keys + tokens;
@@ -81,7 +93,6 @@ KvChunkPlan kv_chunk_plan(const KvPolicy& policy, int64_t position, int64_t toke
           plan.blocks.push_back(block);
           t0 = t1;
         }
-        return plan;
       },
       policy);
 }

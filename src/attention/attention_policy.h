@@ -118,5 +118,9 @@ struct KvChunkPlan {
 inline constexpr int64_t kKvBlockRows = 64;
 
 KvChunkPlan kv_chunk_plan(const KvPolicy& policy, int64_t position, int64_t tokens);
+// The same into an existing plan, reusing its blocks' storage: no allocation once the plan has
+// held a chunk of as many blocks (the decode path plans every token).
+void kv_chunk_plan_into(KvChunkPlan& plan, const KvPolicy& policy, int64_t position,
+                        int64_t tokens);
 
 }  // namespace infini

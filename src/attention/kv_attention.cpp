@@ -82,28 +82,36 @@ Values load_keys(float* k_rope, float* v_keys, const float* qkv, const KvCache& 
   return {v_keys, d};
 }
 
+// The plan of a chunk, built into this thread's reusable plan: decoding plans every token, and
+// must not allocate. The reference is valid until the thread's next call.
+const KvChunkPlan& plan_of(const KvPolicy& policy, const KvShape& shape) {
+  thread_local KvChunkPlan plan;
+  kv_chunk_plan_into(plan, policy, shape.position, shape.tokens);
+  return plan;
+}
+
 }  // namespace
 
 int64_t kv_rope_positions(const KvPolicy& policy, const KvShape& shape) {
-  return kv_chunk_plan(policy, shape.position, shape.tokens).keys;
+  return plan_of(policy, shape).keys;
 }
 
 int64_t kv_probs_floats(const KvPolicy& policy, const KvShape& shape) {
-  return kv_chunk_plan(policy, shape.position, shape.tokens).probs_floats;
+  return plan_of(policy, shape).probs_floats;
 }
 
 int64_t kv_forward_scratch_floats(const KvPolicy& policy, const KvShape& shape) {
-  return forward_scratch(kv_chunk_plan(policy, shape.position, shape.tokens), shape);
+  return forward_scratch(plan_of(policy, shape), shape);
 }
 
 int64_t kv_backward_scratch_floats(const KvPolicy& policy, const KvShape& shape) {
-  return backward_scratch(kv_chunk_plan(policy, shape.position, shape.tokens), shape);
+  return backward_scratch(plan_of(policy, shape), shape);
 }
 
 void kv_attention_forward(float* out, float* probs, const float* qkv, const KvCache& cache,
                           RopeTable rope, const KvPolicy& policy, const KvShape& shape,
                           float* scratch) {
-  const KvChunkPlan plan = kv_chunk_plan(policy, shape.position, shape.tokens);
+  const KvChunkPlan& plan = plan_of(policy, shape);
   check_call(plan, cache, rope, shape, "kv_attention_forward");
   const int64_t T = shape.tokens, H = shape.heads, Hkv = shape.kv_heads, d = shape.head_dim,
                 W = shape.qkv_width(), G = shape.group_size(), HD = H * d, M = plan.keys,
@@ -134,7 +142,7 @@ void kv_attention_forward(float* out, float* probs, const float* qkv, const KvCa
 void kv_attention_backward(float* dqkv, const float* dout, const float* probs, const float* qkv,
                            const KvCache& cache, RopeTable rope, const KvPolicy& policy,
                            const KvShape& shape, float* scratch) {
-  const KvChunkPlan plan = kv_chunk_plan(policy, shape.position, shape.tokens);
+  const KvChunkPlan& plan = plan_of(policy, shape);
   check_call(plan, cache, rope, shape, "kv_attention_backward");
   INFINI_CHECK(probs, "kv_attention_backward needs the forward pass's probabilities");
   const int64_t B = shape.batch, T = shape.tokens, H = shape.heads, Hkv = shape.kv_heads,

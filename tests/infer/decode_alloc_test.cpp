@@ -66,7 +66,7 @@ void free(void* p) noexcept {
 namespace infini {
 namespace {
 
-ModelConfig small_config(const std::string& update) {
+ModelConfig small_config(const std::string& update, const std::string& type = "infini") {
   ModelConfig c;
   c.vocab_size = 256;
   c.hidden_size = 64;
@@ -75,9 +75,11 @@ ModelConfig small_config(const std::string& update) {
   c.num_key_value_heads = 2;
   c.head_dim = 16;
   c.intermediate_size = 96;
-  c.attention.type = "infini";
+  c.attention.type = type;
   c.attention.segment_length = 16;
   c.attention.memory_update = update;
+  if (type == "sliding") c.attention.window = 21;
+  if (type == "bswa") c.attention.memory_blocks = 2;
   return c;
 }
 
@@ -109,6 +111,33 @@ TEST(DecodeAllocations, NoneAfterWarmUp) {
     decode(3 * N + 3);
     EXPECT_EQ(allocations.load() - before, 0) << update << ": allocations while decoding";
     EXPECT_EQ(decoder.state.position, int64_t(prompt.size()) + 5 * N + 3);
+  }
+}
+
+// The softmax baselines' caches are fixed (sliding, xl, bswa): nothing is allocated per token
+// either. (full's cache grows with the stream by doublings, so it allocates at those only.)
+TEST(DecodeAllocations, NoneForTheWindowedBaselines) {
+  threads_init(2);
+  for (const std::string type : {"sliding", "xl", "bswa"}) {
+    Model model = model_create(small_config("delta", type));
+    model_init_random(model, 4);
+    const int64_t N = model.config.attention.segment_length;
+    Decoder decoder = decoder_create(model, 4 * N);
+    std::vector<int32_t> prompt(3 * N + 5);
+    Rng rng(3);
+    for (int32_t& t : prompt) t = int32_t(rng.below(256));
+    decoder_feed(decoder, prompt.data(), int64_t(prompt.size()));
+    int32_t next = 1;
+    auto decode = [&](int64_t steps) {
+      for (int64_t i = 0; i < steps; ++i) {
+        decoder_step(decoder, next);
+        next = int32_t((next * 7 + 3) % 256);
+      }
+    };
+    decode(2 * N);
+    const long before = allocations.load();
+    decode(3 * N + 3);
+    EXPECT_EQ(allocations.load() - before, 0) << type << ": allocations while decoding";
   }
 }
 
