@@ -51,7 +51,7 @@ void kv_reserve(const ModelConfig& c, const KvPolicy& policy, StreamState& state
 // and cache). The one place where the mechanisms are told apart in the forward pass.
 void layer_attention_forward(const ModelConfig& c, const std::optional<KvPolicy>& policy,
                              LayerState& layer, LayerActivations& a, const LayerParameters& p,
-                             Activations& act, int64_t B, int64_t T, int64_t position) {
+                             Activations& act, int64_t B, int64_t T, int64_t position, int64_t l) {
   if (!policy) {
     infini_attention_forward(a.att, a.attn, layer.memory, layer.cache, a.qkv, p.memory_gate,
                              act.rope_cos, act.rope_sin, attention_shape(c, B, T),
@@ -59,6 +59,12 @@ void layer_attention_forward(const ModelConfig& c, const std::optional<KvPolicy>
     return;
   }
   const KvShape shape = kv_shape(c, B, T, position);
+  if (c.attention.type == "fam") {  // block rows as bswa, plus the feedback memory (fam.h)
+    fam_layer_forward(a.att, act.fam.layers[act.training ? l : 0], act.fam, layer.fam, layer.cache,
+                      a.qkv, p, fam_dims(c, B, T, position));
+    kv_cache_advance(layer.cache, a.qkv, *policy, shape);
+    return;
+  }
   kv_attention_forward(a.att, a.kv_probs, a.qkv, layer.cache, kv_rope(act), *policy, shape,
                        act.kv_scratch.data());
   kv_cache_advance(layer.cache, a.qkv, *policy, shape);
@@ -68,11 +74,17 @@ void layer_attention_forward(const ModelConfig& c, const std::optional<KvPolicy>
 // The baselines' training chunks start at position 0 with an empty cache.
 void layer_attention_backward(const ModelConfig& c, const std::optional<KvPolicy>& policy,
                               LayerState& dlayer, LayerParameters& gp, const LayerActivations& a,
-                              const LayerParameters& p, Activations& act, int64_t B, int64_t T) {
+                              const LayerParameters& p, Activations& act, int64_t B, int64_t T,
+                              int64_t l) {
   if (!policy) {
     infini_attention_backward(act.dqkv, gp.memory_gate, dlayer.memory, act.datt, a.attn, a.qkv,
                               p.memory_gate, act.rope_cos, act.rope_sin, attention_shape(c, B, T),
                               act.attn_scratch, act.dgate_partial);
+    return;
+  }
+  if (c.attention.type == "fam") {
+    fam_layer_backward(act.dqkv, gp, act.datt, act.fam.layers[l], act.fam, a.qkv, p,
+                       fam_dims(c, B, T, 0), l);
     return;
   }
   const KvShape shape = kv_shape(c, B, T, 0);
@@ -84,12 +96,13 @@ void copy_rows(float* to, const float* from, int64_t count) {
   if (to != from) std::memcpy(to, from, count * sizeof(float));
 }
 
-// y[R, n] (+)= x[R, k] W[n, k]^T. A chunk of a few rows (decoding) splits W's rows across the
-// threads, each a single-threaded product: oneDNN then works without the scratch buffer it would
-// take from malloc for a threaded one, so a decoding step allocates nothing, and each thread
-// streams its share of the weights.
-void linear(float* y, const float* x, const float* W, int64_t R, int64_t n, int64_t k,
-            bool accumulate = false) {
+}  // namespace
+
+// A chunk of a few rows (decoding) splits W's rows across the threads, each a single-threaded
+// product: oneDNN then works without the scratch buffer it would take from malloc for a threaded
+// one, so a decoding step allocates nothing, and each thread streams its share of the weights.
+void model_linear(float* y, const float* x, const float* W, int64_t R, int64_t n, int64_t k,
+                  bool accumulate) {
   if (R > kDecodingRows) {
     matmul_nt(y, x, W, R, n, k, accumulate);
     return;
@@ -101,13 +114,8 @@ void linear(float* y, const float* x, const float* W, int64_t R, int64_t n, int6
   });
 }
 
-}  // namespace
-
 Model model_create(const ModelConfig& config) {
   config_validate(config, "model config");
-  if (config.attention.type == "fam")
-    throw Error("model config", "attention type 'fam' (TransformerFAM) is not implemented yet",
-                "use infini, full, sliding, xl or bswa");
   model_kv_policy(config);  // validates the baselines' fields
   Model m;
   m.config = config;
@@ -164,33 +172,38 @@ void model_forward(const Model& model, StreamState& state, Activations& act, con
   const int64_t W = (H + 2 * c.num_key_value_heads) * d;
   const int64_t position = state.position;
   act.chunk_start = position;
-  if (policy) kv_reserve(c, *policy, state, act, kv_shape(c, B, T, position));
+  // fam's block rows use fam.h's own tables and scratch, sized at activations_create
+  if (policy && c.attention.type != "fam")
+    kv_reserve(c, *policy, state, act, kv_shape(c, B, T, position));
 
+  if (c.attention.type == "fam" && position == 0) {  // the initial F_l: the FAM prompt's pass
+    fam_initial_forward(state.fam_all, act.fam, c, w, B);
+  }
   embedding_forward(act.layers[0].x_in, w.embed, tokens, R, D);
   for (int64_t l = 0; l < L; ++l) {
     LayerActivations& a = act.layers[act.training ? l : 0];
     const LayerParameters& p = w.layers[l];
     rmsnorm_forward(a.xn1, a.rstd1, a.x_in, p.input_norm, R, D, float(c.rms_norm_eps));
-    linear(a.qkv, a.xn1, p.qkv, R, W, D);
-    layer_attention_forward(c, policy, state.layers[l], a, p, act, B, T, position);
+    model_linear(a.qkv, a.xn1, p.qkv, R, W, D);
+    layer_attention_forward(c, policy, state.layers[l], a, p, act, B, T, position, l);
     copy_rows(a.x_mid, a.x_in, R * D);
-    linear(a.x_mid, a.att, p.out, R, D, H * d, true);
+    model_linear(a.x_mid, a.att, p.out, R, D, H * d, true);
     rmsnorm_forward(a.xn2, a.rstd2, a.x_mid, p.post_norm, R, D, float(c.rms_norm_eps));
-    linear(a.gate_up, a.xn2, p.gate_up, R, 2 * F, D);
+    model_linear(a.gate_up, a.xn2, p.gate_up, R, 2 * F, D);
     swiglu_forward(a.mlp, a.gate_up, R, F);
     float* x_out = !act.training ? a.x_mid : (l + 1 < L ? act.layers[l + 1].x_in : act.x_final);
     copy_rows(x_out, a.x_mid, R * D);
-    linear(x_out, a.mlp, p.down, R, D, F, true);
+    model_linear(x_out, a.mlp, p.down, R, D, F, true);
   }
   if (logit_rows == LogitRows::all) {
     rmsnorm_forward(act.xn_final, act.rstd_final, act.x_final, w.final_norm, R, D,
                     float(c.rms_norm_eps));
-    linear(act.logits, act.xn_final, w.lm_head, R, V, D);
+    model_linear(act.logits, act.xn_final, w.lm_head, R, V, D);
   } else {  // row b of xn_final: the last token of stream b
     for (int64_t b = 0; b < B; ++b)
       rmsnorm_forward(act.xn_final + b * D, act.rstd_final + b, act.x_final + (b * T + T - 1) * D,
                       w.final_norm, 1, D, float(c.rms_norm_eps));
-    linear(act.logits, act.xn_final, w.lm_head, B, V, D);
+    model_linear(act.logits, act.xn_final, w.lm_head, B, V, D);
   }
   state.position += T;
 }
@@ -241,12 +254,13 @@ void model_backward(const Model& model, Parameters& g, StreamState& dstate, Acti
     // x_mid = x_in + att W_o^T
     matmul_nn(act.datt, act.dx, p.out, R, H * d, D);
     matmul_tn(gp.out, act.dx, a.att, D, H * d, R, true);
-    layer_attention_backward(c, policy, dstate.layers[l], gp, a, p, act, B, T);
+    layer_attention_backward(c, policy, dstate.layers[l], gp, a, p, act, B, T, l);
     matmul_nn(act.dnormed, act.dqkv, p.qkv, R, D, W);
     matmul_tn(gp.qkv, act.dqkv, a.xn1, W, D, R, true);
     rmsnorm_backward(act.dx, gp.input_norm, act.dnormed, a.x_in, p.input_norm, a.rstd1, R, D);
   }
   embedding_backward(g.embed, act.dx, tokens, R, D, V);
+  if (c.attention.type == "fam") fam_initial_backward(g, act.fam, c, w);
 }
 
 }  // namespace infini

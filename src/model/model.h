@@ -31,6 +31,7 @@
 #include "attention/infini.h"
 #include "core/arena.h"
 #include "model/config.h"
+#include "model/fam.h"
 #include "model/parameters.h"
 
 namespace infini {
@@ -42,30 +43,36 @@ struct Model {
 };
 
 // A model with every weight zero (to be initialised or loaded). Attention types infini, full,
-// sliding, xl and bswa; fam is refused (not implemented yet).
+// sliding, xl, bswa and fam.
 Model model_create(const ModelConfig& config);
-// The KV policy of a softmax-baseline model (attention_policy.h); nullopt for infini.
+// The KV policy of a softmax-baseline model (attention_policy.h); nullopt for infini. fam: the
+// bswa policy of its block rows (the FAM rows are handled by model/fam.h).
 std::optional<KvPolicy> model_kv_policy(const ModelConfig& config);
 // Scaled random initialisation: matrices and embeddings N(0, 0.02), output projections (o_proj,
 // down_proj) N(0, 0.02 / sqrt(2 L)) (GPT-2), norms 1, memory gates attention.gate_init.
 void model_init_random(Model& model, uint64_t seed);
 
 // One layer's share of a stream's state (spec §2, streaming rule). Mechanism-generic: infini uses
-// memory + cache; the softmax baselines (spec §3) only the cache; TransformerFAM (§4) will add its
-// feedback rows.
+// memory + cache; the softmax baselines (spec §3) only the cache; TransformerFAM (§4) the cache
+// (its block rows, as bswa) and its feedback rows.
 struct LayerState {
   InfiniMemory memory;   // infini: M [B, Hkv, d, d], z [B, Hkv, d] as at the start of the current
                          // segment; the baselines: null (no memory)
   KvCache cache;         // raw K, V rows, [B, capacity, Hkv, d] each, oldest first; rows (every
                          // layer and stream alike): infini position % N (the unfinished segment),
                          // the baselines kv_cache_rows_needed(policy, position)
-  float* fam = nullptr;  // TransformerFAM feedback memory (spec §4): not used yet, null
+  float* fam = nullptr;  // fam only: F_l [B, fam_length, D], the FAM rows entering layer l at the
+                         // block holding `position` (fam.h); null for the other types
 };
 
 // The state of B streams that advance together. Layout:
 //   all        [L][B, Hkv, d, d + 1]   (storage) per layer M [B, Hkv, d, d] then z [B, Hkv, d]:
 //                                      `count` floats, what training carries and differentiates;
 //                                      infini only: count = 0 and all = null for the baselines
+//   fam_all    [L][B, fam_length, D]   (storage, after the memories) fam only: every layer's F_l,
+//                                      `fam_count` floats. At position 0 model_forward computes
+//                                      them from the weights (the initial state), so a reset
+//                                      state needs no model.
 //   cache_all  [L][2][B, C, Hkv, d]    (cache_storage) per layer the keys, then the values:
 //                                      `cache_count` floats, C = every layer's cache.capacity
 //                                      (0 in a state made without a cache)
@@ -80,6 +87,8 @@ struct StreamState {
   std::vector<LayerState> layers;  // [L]
   float* all = nullptr;            // every layer's memory (M, z), `count` floats
   int64_t count = 0;
+  float* fam_all = nullptr;  // fam only: every layer's F_l, `fam_count` floats
+  int64_t fam_count = 0;
   float* cache_all = nullptr;  // every layer's KV cache, `cache_count` floats
   int64_t cache_count = 0;
   int64_t cache_row_floats = 0;  // Hkv d: one cache row of one stream
@@ -148,6 +157,7 @@ struct Activations {
   float* dgate_up;       // [R, 2F]
   float* dmlp;           // [R, F]
   float* dgate_partial;  // [B, H]
+  FamActivations fam;    // fam only: the FAM rows' buffers (fam.h)
   Arena storage;
 };
 
@@ -159,6 +169,11 @@ size_t activations_bytes(const ModelConfig& config, int64_t batch, int64_t token
 // threads_count() * scratch_per_thread floats (at least doubling when it grows; no-op otherwise).
 void activations_reserve_kv(Activations& act, const ModelConfig& config, int64_t rope_rows,
                             int64_t scratch_per_thread);
+
+// y[R, n] (+)= x[R, k] W[n, k]^T, the model's Linear layers (a decoding-sized R splits W's rows
+// across the threads, so that a decoding step allocates nothing).
+void model_linear(float* y, const float* x, const float* W, int64_t R, int64_t n, int64_t k,
+                  bool accumulate = false);
 
 // Which rows of a chunk get logits: every token's (perplexity, training) or only each stream's
 // last token (prompt reading before decoding: saves the [T, V] product).

@@ -18,12 +18,16 @@ void layout_memories(StreamState& s, const ModelConfig& c, Arena& arena) {
                 memory_floats = infini ? B * Hkv * (d * d + d) : 0;
   s.count = L * memory_floats;
   s.all = s.count ? arena.take<float>(s.count) : nullptr;
+  const int64_t fam_floats =
+      c.attention.type == "fam" ? B * c.attention.fam_length * c.hidden_size : 0;
+  s.fam_count = L * fam_floats;
+  s.fam_all = s.fam_count ? arena.take<float>(s.fam_count) : nullptr;
   s.cache_row_floats = Hkv * d;
   s.layers.resize(L);
   for (int64_t l = 0; l < L; ++l) {
     float* memory = s.all ? s.all + l * memory_floats : nullptr;
     s.layers[l].memory = {memory, memory ? memory + B * Hkv * d * d : nullptr};
-    s.layers[l].fam = nullptr;
+    s.layers[l].fam = s.fam_all ? s.fam_all + l * fam_floats : nullptr;
   }
 }
 
@@ -64,8 +68,9 @@ void layout_activations(Activations& a, const ModelConfig& c, Arena& arena) {
   const std::optional<KvPolicy> policy = model_kv_policy(c);
   const bool infini = !policy;
   // the baselines keep probabilities for backward: training chunks start at position 0
-  const int64_t kv_probs =
-      policy && a.training ? kv_probs_floats(*policy, KvShape{B, T, H, Hkv, d, 0}) * B * H : 0;
+  const int64_t kv_probs = policy && a.training && c.attention.type != "fam"
+                               ? kv_probs_floats(*policy, KvShape{B, T, H, Hkv, d, 0}) * B * H
+                               : 0;
   a.layers.resize(kept_layers);
   for (LayerActivations& l : a.layers) {
     l.x_in = arena.take<float>(R * D);
@@ -146,8 +151,9 @@ KvNeeds kv_worst_needs(const KvPolicy& policy, const ModelConfig& c, int64_t B, 
 
 std::optional<KvPolicy> model_kv_policy(const ModelConfig& c) {
   if (c.attention.type == "infini") return std::nullopt;
-  return kv_policy(c.attention.type, c.attention.segment_length, c.attention.window,
-                   c.attention.memory_blocks);
+  // fam: its block rows attend as bswa's (the FAM rows are fam.h's)
+  return kv_policy(c.attention.type == "fam" ? "bswa" : c.attention.type,
+                   c.attention.segment_length, c.attention.window, c.attention.memory_blocks);
 }
 
 int64_t kv_cache_capacity(const ModelConfig& config) {
@@ -206,16 +212,18 @@ void stream_state_reserve(StreamState& s, int64_t rows) {
 
 void stream_state_reset(StreamState& state) {
   std::fill(state.all, state.all + state.count, 0.0f);
+  std::fill(state.fam_all, state.fam_all + state.fam_count, 0.0f);  // recomputed at position 0
   for (LayerState& l : state.layers) l.cache.rows = 0;
   state.position = 0;
 }
 
 void stream_state_copy(StreamState& to, const StreamState& from) {
-  INFINI_CHECK(to.count == from.count && to.batch == from.batch &&
+  INFINI_CHECK(to.count == from.count && to.fam_count == from.fam_count && to.batch == from.batch &&
                    to.layers.size() == from.layers.size() &&
                    to.cache_row_floats == from.cache_row_floats,
                "stream states of different sizes");
   if (from.count) std::memcpy(to.all, from.all, from.count * sizeof(float));
+  if (from.fam_count) std::memcpy(to.fam_all, from.fam_all, from.fam_count * sizeof(float));
   // a growing (full) cache grows to fit; a fixed one has its mechanism's capacity already
   if (!from.layers.empty() && to.cache_count > 0 &&
       to.layers[0].cache.capacity < from.layers[0].cache.rows)
@@ -248,11 +256,12 @@ size_t activations_bytes(const ModelConfig& config, int64_t batch, int64_t token
   Arena measure = Arena::measuring();
   layout_activations(a, config, measure);
   size_t bytes = measure.used();
-  if (const std::optional<KvPolicy> policy = model_kv_policy(config)) {
+  const std::optional<KvPolicy> policy = model_kv_policy(config);
+  if (policy && config.attention.type != "fam") {
     const KvNeeds n = kv_worst_needs(*policy, config, batch, tokens, training);
     bytes += sizeof(float) * size_t(n.rope_rows * config.head_dim + threads_count() * n.scratch);
   }
-  return bytes;
+  return bytes + sizeof(float) * size_t(fam_activations_floats(config, batch, tokens, training));
 }
 
 Activations activations_create(const ModelConfig& config, int64_t batch, int64_t tokens,
@@ -264,12 +273,13 @@ Activations activations_create(const ModelConfig& config, int64_t batch, int64_t
   a.training = training;
   a.storage = Arena(activations_bytes(config, batch, tokens, training));
   layout_activations(a, config, a.storage);
+  a.fam = fam_activations_create(config, batch, tokens, training);
   const std::optional<KvPolicy> policy = model_kv_policy(config);
   if (!policy) {
     // Infini-attention's local attention restarts positions every segment: one table, 0..N-1.
     rope_tables(a.rope_cos, a.rope_sin, config.attention.segment_length, config.head_dim,
                 config.rope_theta, 0);
-  } else {
+  } else if (config.attention.type != "fam") {  // fam: fam.h's tables and scratch
     const KvNeeds n = kv_worst_needs(*policy, config, batch, tokens, training);
     activations_reserve_kv(a, config, n.rope_rows, n.scratch);
   }

@@ -37,7 +37,8 @@ AdamW adamw_create(const ModelConfig& config, const Parameters& weights,
         g.decay = true;
         break;
       case ParameterKind::Embedding:
-        g.decay = settings.decay_embeddings;
+        // TransformerFAM's learned memory prompt is never decayed (tests/reference/adam_steps.py)
+        g.decay = settings.decay_embeddings && p.name != "model.fam_embeddings";
         break;
       case ParameterKind::Norm:
         break;

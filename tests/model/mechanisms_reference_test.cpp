@@ -279,14 +279,8 @@ TEST(MechanismEquivalences, SlidingAndBswaCoveringTheSequenceEqualFullXlForwardE
   EXPECT_GT(vector_relative_error(xl.grads, bswa.grads), 1e-3);
 }
 
-TEST(MechanismErrors, FamAndRecomputeAreRefusedClearly) {
+TEST(MechanismErrors, RecomputeAndMidStreamTrainingAreRefusedClearly) {
   const Model full = model_load(case_dir(cases()[0]));
-  ModelConfig fam = full.config;
-  fam.attention.type = "fam";
-  fam.attention.memory_blocks = 1;
-  fam.attention.fam_length = 2;
-  EXPECT_NE(test::error_of([&] { model_create(fam); }).find("not implemented yet"),
-            std::string::npos);
   EXPECT_NE(
       test::error_of([&] { training_pass_create(full.config, 1, 32, 16); }).find("infini only"),
       std::string::npos);
