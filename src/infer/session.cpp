@@ -4,7 +4,8 @@
 //                      u64 payload bytes | u64 FNV-1a 64 of the payload
 //   payload            u64 model fingerprint | i64 layers, kv_heads, head_dim, segment_length,
 //                      vocab_size, batch, position, cache_rows | u64 rng[4] | i64 logits_rows |
-//                      f32 memories [L][B, Hkv, d, d + 1] (StreamState::all) |
+//                      f32 memories [L][B, Hkv, d, d + 1] (StreamState::all; infini only) |
+//                      f32 FAM rows [L][B, fam_length, D] (StreamState::fam_all; fam only) |
 //                      f32 per layer: keys [B, cache_rows, Hkv, d], values [B, cache_rows, Hkv, d]
 //                      | f32 logits [logits_rows, V]
 #include "infer/session.h"
@@ -108,7 +109,7 @@ void session_save(const std::string& path, const Decoder& d, const Rng& rng, uin
   const int64_t cap = s.layers.empty() ? 0 : s.layers[0].cache.capacity;  // rows per stream
   std::string payload;
   payload.reserve(
-      size_t(s.count + 2 * shape.layers * shape.batch * rows * row_floats + shape.vocab_size) *
+      size_t(s.count + s.fam_count + 2 * shape.layers * shape.batch * rows * row_floats + shape.vocab_size) *
           sizeof(float) +
       256);
   put_value(payload, fingerprint);
@@ -119,6 +120,7 @@ void session_save(const std::string& path, const Decoder& d, const Rng& rng, uin
   const int64_t logits_rows = s.position > 0 ? 1 : 0;
   put_value(payload, logits_rows);
   put(payload, s.all, size_t(s.count) * sizeof(float));
+  put(payload, s.fam_all, size_t(s.fam_count) * sizeof(float));  // TransformerFAM's rows
   for (const LayerState& layer : s.layers) {
     INFINI_CHECK(layer.cache.rows == rows && layer.cache.capacity == cap,
                  "layers with different cache rows");
@@ -210,7 +212,7 @@ void session_load(const std::string& path, Decoder& d, Rng& rng, uint64_t finger
                           logits_rows, " rows of logits (segment ", N, ")"));
   const size_t expected_left =
       sizeof(float) *
-      size_t(d.state.count + 2 * expected.layers * expected.batch * rows * row_floats +
+      size_t(d.state.count + d.state.fam_count + 2 * expected.layers * expected.batch * rows * row_floats +
              logits_rows * expected.vocab_size);
   if (r.left() != expected_left)
     throw Error(path, str("inconsistent: ", r.left(), " bytes of tensors, ", expected_left,
@@ -220,6 +222,7 @@ void session_load(const std::string& path, Decoder& d, Rng& rng, uint64_t finger
   StreamState& s = d.state;
   stream_state_reserve(s, rows);  // full attention's cache grows with the stream
   r.take(s.all, size_t(s.count) * sizeof(float), "the memories");
+  r.take(s.fam_all, size_t(s.fam_count) * sizeof(float), "the FAM rows");
   for (LayerState& layer : s.layers) {
     for (float* block : {layer.cache.keys, layer.cache.values})
       for (int64_t b = 0; b < s.batch; ++b)

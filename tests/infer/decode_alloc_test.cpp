@@ -79,7 +79,8 @@ ModelConfig small_config(const std::string& update, const std::string& type = "i
   c.attention.segment_length = 16;
   c.attention.memory_update = update;
   if (type == "sliding") c.attention.window = 21;
-  if (type == "bswa") c.attention.memory_blocks = 2;
+  if (type == "bswa" || type == "fam") c.attention.memory_blocks = 2;
+  if (type == "fam") c.attention.fam_length = 3;
   return c;
 }
 
@@ -118,6 +119,9 @@ TEST(DecodeAllocations, NoneAfterWarmUp) {
 // either. (full's cache grows with the stream by doublings, so it allocates at those only.)
 TEST(DecodeAllocations, NoneForTheWindowedBaselines) {
   threads_init(2);
+  // (fam is not in this list: its feedback update at each block's last token runs GEMMs through
+  // oneDNN's sgemm, which allocates scratch per call: a few allocations per block, none per token
+  // within a block. A known shortfall, listed in docs/inference.md.)
   for (const std::string type : {"sliding", "xl", "bswa"}) {
     Model model = model_create(small_config("delta", type));
     model_init_random(model, 4);

@@ -32,7 +32,8 @@ ModelConfig small_config(const std::string& type = "infini") {
   c.attention.segment_length = 8;
   if (type == "infini") c.attention.memory_update = "delta";
   if (type == "sliding") c.attention.window = 11;
-  if (type == "bswa") c.attention.memory_blocks = 2;
+  if (type == "bswa" || type == "fam") c.attention.memory_blocks = 2;
+  if (type == "fam") c.attention.fam_length = 3;
   return c;
 }
 
@@ -55,6 +56,7 @@ std::vector<int32_t> text_ids(const std::string& text) {
 // Every float a decoder's stream depends on, as bytes: memories, cache rows in use, logits.
 std::string stream_bytes(const Decoder& d) {
   std::string out(reinterpret_cast<const char*>(d.state.all), d.state.count * sizeof(float));
+  out.append(reinterpret_cast<const char*>(d.state.fam_all), d.state.fam_count * sizeof(float));
   const int64_t row = d.model->config.num_key_value_heads * d.model->config.head_dim;
   for (const LayerState& l : d.state.layers) {
     out.append(reinterpret_cast<const char*>(l.cache.keys), l.cache.rows * row * sizeof(float));
@@ -104,9 +106,10 @@ TEST(Session, SavedMidSegmentLoadsBitExactAndContinuesTheSame) {
 }
 
 // The softmax baselines keep their window / blocks in the cache (full: the whole stream, a cache
-// that grows): a state saved mid-block loads bit-exactly and continues bit for bit.
+// that grows; fam also its feedback rows): a state saved mid-block loads bit-exactly and continues
+// bit for bit.
 TEST(Session, EveryBaselineMechanismSavesAndContinues) {
-  for (const std::string type : {"full", "sliding", "xl", "bswa"}) {
+  for (const std::string type : {"full", "sliding", "xl", "bswa", "fam"}) {
     SCOPED_TRACE(type);
     const Model model = random_model(3, type);
     const uint64_t fingerprint = model_fingerprint(model);

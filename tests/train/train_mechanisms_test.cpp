@@ -38,7 +38,8 @@ TEST(TrainMechanisms, EveryTypeTrainsEvaluatesSavesAndStreams) {
                                              {"full", ""},
                                              {"sliding", R"(, "window": 24)"},
                                              {"xl", ""},
-                                             {"bswa", R"(, "memory_blocks": 2)"}};
+                                             {"bswa", R"(, "memory_blocks": 2)"},
+                                             {"fam", R"(, "memory_blocks": 1, "fam_length": 4)"}};
   for (const Mechanism& m : mechanisms) {
     SCOPED_TRACE(m.type);
     const std::string config = dir + "/" + m.type + ".json", run = dir + "/run-" + m.type;
