@@ -279,6 +279,45 @@ TEST(MechanismEquivalences, SlidingAndBswaCoveringTheSequenceEqualFullXlForwardE
   EXPECT_GT(vector_relative_error(xl.grads, bswa.grads), 1e-3);
 }
 
+// Long positions stay exact (spec §3, issue 6 item 4): RoPE positions are rebased to the oldest
+// key a chunk sees, so a segment gives the same logits, bit for bit, whether the stream started 2
+// blocks or 2^20 + 2 blocks earlier, given the same recent context (the same cached K/V rows and,
+// for fam, the same feedback rows). Only the position differs between the two states.
+TEST(MechanismRebasing, SameRecentContextSameLogitsAtAMillionTokens) {
+  const Model full = model_load(case_dir(cases()[0]));
+  ModelConfig fam_config = full.config;
+  fam_config.attention.type = "fam";
+  fam_config.attention.memory_blocks = 1;
+  fam_config.attention.fam_length = 3;
+  std::vector<Model> models;
+  models.push_back(with_type(full, "sliding", 5, 0));
+  models.push_back(with_type(full, "xl", 0, 0));
+  models.push_back(with_type(full, "bswa", 0, 2));
+  models.push_back(model_create(fam_config));
+  model_init_random(models.back(), 9);
+  const auto [inputs, targets] = read_case_tokens(case_dir(cases()[0]), kB, kT);
+  for (const Model& model : models) {
+    const Model* m = &model;
+    SCOPED_TRACE(m->config.attention.type);
+    StreamState near = stream_state_create(m->config, kB);
+    Activations act = activations_create(m->config, kB, 3 * kN, false);
+    std::vector<int32_t> first(kB * 2 * kN), last(kB * kN);
+    for (int64_t b = 0; b < kB; ++b) {
+      std::copy_n(inputs.begin() + b * kT, 2 * kN, first.begin() + b * 2 * kN);
+      std::copy_n(inputs.begin() + b * kT + 2 * kN, kN, last.begin() + b * kN);
+    }
+    model_forward(*m, near, act, first.data(), 2 * kN);  // two blocks: the recent context
+    StreamState far = stream_state_create(m->config, kB);
+    stream_state_copy(far, near);
+    far.position += int64_t(1) << 20;  // the same recent context, 2^20 tokens further on
+    model_forward(*m, near, act, last.data(), kN);
+    const std::vector<float> at_near(act.logits, act.logits + kB * kN * m->config.vocab_size);
+    model_forward(*m, far, act, last.data(), kN);
+    const std::vector<float> at_far(act.logits, act.logits + kB * kN * m->config.vocab_size);
+    EXPECT_EQ(at_near, at_far);
+  }
+}
+
 TEST(MechanismErrors, RecomputeAndMidStreamTrainingAreRefusedClearly) {
   const Model full = model_load(case_dir(cases()[0]));
   EXPECT_NE(
