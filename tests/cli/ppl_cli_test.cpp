@@ -9,18 +9,10 @@
 #include <sstream>
 
 #include "core/random.h"
-#include "test_support.h"
+#include "reference_case.h"
 
 namespace infini {
 namespace {
-
-std::vector<double> read_numbers(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<double> v;
-  double x;
-  while (in >> x) v.push_back(x);
-  return v;
-}
 
 // Text-like bytes: words from a small vocabulary, so the model sees repeats across segments.
 void write_text(const std::string& path, int64_t bytes, uint64_t seed) {
@@ -40,25 +32,12 @@ TEST(PplCli, PerTokenNllMatchesDoublePrecisionReference) {
       "make-case --out " + dir + "/model --seed 3 --batch 1 --seq-len 4 --vocab 256 --hidden 32 "
       "--layers 2 --heads 4 --kv-heads 2 --head-dim 8 --ffn 48 --segment 16 --update delta"));
   write_text(dir + "/input.txt", 1000, 5);  // 62 full segments and a partial one
-  const auto ours = test::run_command(test::cli() + " ppl --model " + dir + "/model --input " +
-                                      dir + "/input.txt --per-token " + dir + "/ours.txt --json");
-  ASSERT_EQ(ours.exit_code, 0) << ours.output;
-  ASSERT_NO_FATAL_FAILURE(test::run_reference("ppl --model " + dir + "/model --input " + dir +
-                                              "/input.txt --per-token " + dir + "/ref.txt"));
-  const std::vector<double> a = read_numbers(dir + "/ours.txt"), b = read_numbers(dir + "/ref.txt");
-  ASSERT_EQ(a.size(), 999u);
-  ASSERT_EQ(b.size(), 999u);
-  double worst = 0, spread = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::fabs(a[i] - b[i]));
-    spread = std::max(spread, std::fabs(b[i] - b[0]));
-  }
-  EXPECT_LT(worst, 2e-4) << "nats";
-  EXPECT_GT(spread, 0.5) << "the reference NLLs should vary, or the comparison proves little";
-  std::printf("worst per-token difference: %.3g nats\n", worst);
+  const std::string output =
+      test::expect_ppl_matches_reference(dir + "/model", dir + "/input.txt", 999);
 
-  const auto json = nlohmann::json::parse(ours.output.substr(ours.output.find('{')));
+  const auto json = nlohmann::json::parse(output.substr(output.find('{')));
   EXPECT_EQ(json["tokens"], 999);
+  const std::vector<double> b = test::read_numbers(dir + "/input.txt.ref.txt");  // the reference's
   double mean = 0;
   for (double x : b) mean += x;
   mean /= double(b.size());

@@ -22,7 +22,7 @@
 #include "infer/decoder.h"
 #include "model/checkpoint.h"
 #include "model/training_pass.h"
-#include "test_support.h"
+#include "reference_case.h"
 
 namespace infini {
 namespace {
@@ -51,15 +51,7 @@ std::string case_dir(const Case& c) {
 }
 
 std::pair<std::vector<int32_t>, std::vector<int32_t>> read_case_tokens(const std::string& dir) {
-  const SafetensorsFile file = SafetensorsFile::open(dir + "/tokens.safetensors");
-  std::vector<int32_t> tokens(kB * (kT + 1)), inputs(kB * kT), targets(kB * kT);
-  read_i32(file.require("tokens", {kB, kT + 1}), tokens.data(), kB * (kT + 1), "tokens");
-  for (int64_t b = 0; b < kB; ++b)
-    for (int64_t t = 0; t < kT; ++t) {
-      inputs[b * kT + t] = tokens[b * (kT + 1) + t];
-      targets[b * kT + t] = tokens[b * (kT + 1) + t + 1];
-    }
-  return {inputs, targets};
+  return test::read_case_tokens(dir, kB, kT);
 }
 
 double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
@@ -227,14 +219,6 @@ TEST_P(Fam, StreamingEqualsOnePass) {
   EXPECT_EQ(relative_error(a, dec.logits), 0.0);
 }
 
-std::vector<double> read_numbers(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<double> v;
-  double x;
-  while (in >> x) v.push_back(x);
-  return v;
-}
-
 // `infini ppl` (batch 1, chunks of many blocks) against the reference's ppl (one block at a time),
 // for the cases with FAM rows (fam_length 0 is bswa, whose ppl mechanisms_reference_test checks).
 class FamPpl : public ::testing::TestWithParam<Case> {};
@@ -248,21 +232,7 @@ TEST_P(FamPpl, PplCliMatchesReferencePerToken) {
   while (text.size() < 300) text += words[rng.below(9)];
   text.resize(300);
   std::ofstream(dir + "/input.txt", std::ios::binary) << text;
-  const auto ours = test::run_command(test::cli() + " ppl --model " + dir + " --input " + dir +
-                                      "/input.txt --per-token " + dir + "/ours.txt --json");
-  ASSERT_EQ(ours.exit_code, 0) << ours.output;
-  ASSERT_NO_FATAL_FAILURE(test::run_reference("ppl --model " + dir + " --input " + dir +
-                                              "/input.txt --per-token " + dir + "/ref.txt"));
-  const std::vector<double> a = read_numbers(dir + "/ours.txt"), b = read_numbers(dir + "/ref.txt");
-  ASSERT_EQ(a.size(), 299u);
-  ASSERT_EQ(b.size(), 299u);
-  double worst = 0, spread = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::fabs(a[i] - b[i]));
-    spread = std::max(spread, std::fabs(b[i] - b[0]));
-  }
-  EXPECT_LT(worst, 2e-4) << "nats";
-  EXPECT_GT(spread, 0.5) << "the reference NLLs should vary, or the comparison proves little";
+  test::expect_ppl_matches_reference(dir, dir + "/input.txt", 299);
 }
 
 INSTANTIATE_TEST_SUITE_P(Spec, Fam, ::testing::ValuesIn(cases()),

@@ -24,25 +24,14 @@
 #include "infer/decoder.h"
 #include "model/checkpoint.h"
 #include "model/training_pass.h"
-#include "test_support.h"
+#include "reference_case.h"
 
 namespace infini {
 namespace {
 
 constexpr int64_t kB = 2, kT = 37, kN = 8;
 
-std::pair<std::vector<int32_t>, std::vector<int32_t>> read_case_tokens(const std::string& dir,
-                                                                       int64_t B, int64_t T) {
-  const SafetensorsFile file = SafetensorsFile::open(dir + "/tokens.safetensors");
-  std::vector<int32_t> tokens(B * (T + 1)), inputs(B * T), targets(B * T);
-  read_i32(file.require("tokens", {B, T + 1}), tokens.data(), B * (T + 1), "tokens");
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      inputs[b * T + t] = tokens[b * (T + 1) + t];
-      targets[b * T + t] = tokens[b * (T + 1) + t + 1];
-    }
-  return {inputs, targets};
-}
+using test::read_case_tokens;
 
 // max |a - b| / max |b| over float vectors
 double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
@@ -202,14 +191,6 @@ TEST_P(Mechanisms, StreamingEqualsOnePass) {
   EXPECT_EQ(copy.layers[0].cache.rows, dec.state.layers[0].cache.rows);
 }
 
-std::vector<double> read_numbers(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<double> v;
-  double x;
-  while (in >> x) v.push_back(x);
-  return v;
-}
-
 // `infini ppl` (chunks of many segments, batch 1) against the reference's ppl (one segment at a
 // time), per token, on text-like bytes longer than every window.
 TEST_P(Mechanisms, PplCliMatchesReferencePerToken) {
@@ -221,21 +202,7 @@ TEST_P(Mechanisms, PplCliMatchesReferencePerToken) {
   while (text.size() < 300) text += words[rng.below(9)];
   text.resize(300);
   std::ofstream(dir + "/input.txt", std::ios::binary) << text;
-  const auto ours = test::run_command(test::cli() + " ppl --model " + dir + " --input " + dir +
-                                      "/input.txt --per-token " + dir + "/ours.txt --json");
-  ASSERT_EQ(ours.exit_code, 0) << ours.output;
-  ASSERT_NO_FATAL_FAILURE(test::run_reference("ppl --model " + dir + " --input " + dir +
-                                              "/input.txt --per-token " + dir + "/ref.txt"));
-  const std::vector<double> a = read_numbers(dir + "/ours.txt"), b = read_numbers(dir + "/ref.txt");
-  ASSERT_EQ(a.size(), 299u);
-  ASSERT_EQ(b.size(), 299u);
-  double worst = 0, spread = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::fabs(a[i] - b[i]));
-    spread = std::max(spread, std::fabs(b[i] - b[0]));
-  }
-  EXPECT_LT(worst, 2e-4) << "nats";
-  EXPECT_GT(spread, 0.5) << "the reference NLLs should vary, or the comparison proves little";
+  test::expect_ppl_matches_reference(dir, dir + "/input.txt", 299);
 }
 
 INSTANTIATE_TEST_SUITE_P(Spec, Mechanisms, ::testing::ValuesIn(cases()),

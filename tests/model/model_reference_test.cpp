@@ -19,24 +19,12 @@
 
 #include "model/checkpoint.h"
 #include "model/training_pass.h"
-#include "test_support.h"
+#include "reference_case.h"
 
 namespace infini {
 namespace {
 
-// The reference case's tokens [B, T + 1] as inputs [B, T] and next-token targets [B, T].
-std::pair<std::vector<int32_t>, std::vector<int32_t>> read_case_tokens(const std::string& dir,
-                                                                       int64_t B, int64_t T) {
-  const SafetensorsFile file = SafetensorsFile::open(dir + "/tokens.safetensors");
-  std::vector<int32_t> tokens(B * (T + 1)), inputs(B * T), targets(B * T);
-  read_i32(file.require("tokens", {B, T + 1}), tokens.data(), B * (T + 1), "tokens");
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      inputs[b * T + t] = tokens[b * (T + 1) + t];
-      targets[b * T + t] = tokens[b * (T + 1) + t + 1];
-    }
-  return {inputs, targets};
-}
+using test::read_case_tokens;
 
 struct Case {
   std::string name;
