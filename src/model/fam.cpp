@@ -126,22 +126,31 @@ void load_block_keys(const Scratch& s, const BlockPlan& bp, const RawKeys& keys,
   }
 }
 
+// The keys (RoPE applied) and values that the FAM queries of step st see, for stream b and kv
+// head g, into the thread's scratch: s.k, s.v [fam_length + block_rows, d] = [FAM rows ; block].
+void load_step_keys(const Scratch& s, const FamStep& st, FamActivations& act, const FamDims& m,
+                    int64_t b, int64_t g) {
+  const int64_t fl = m.fam_length, nb = st.block_rows, H = m.H, Hkv = m.Hkv, d = m.d, W = m.W(),
+                N = m.N;
+  const float* fk = st.qkv + b * fl * W + (H + g) * d;
+  const float* bk = st.block_kv + b * 2 * N * Hkv * d + g * d;  // [nb, d] stride Hkv d
+  rope_rows(s.k, fk, W, 0, fl, act, d);
+  rope_rows(s.k + fl * d, bk, Hkv * d, fl, nb, act, d);
+  for (int64_t j = 0; j < fl; ++j)
+    std::memcpy(s.v + j * d, fk + j * W + Hkv * d, size_t(d) * sizeof(float));
+  for (int64_t j = 0; j < nb; ++j)
+    std::memcpy(s.v + (fl + j) * d, bk + (N + j) * Hkv * d, size_t(d) * sizeof(float));
+}
+
 // The FAM queries of step st over [FAM keys ; block keys], no mask: st.att, st.probs.
 void step_attention_forward(FamStep& st, FamActivations& act, const FamDims& m) {
   const int64_t fl = m.fam_length, nb = st.block_rows, M = fl + nb, H = m.H, Hkv = m.Hkv, d = m.d,
-                W = m.W(), G = H / Hkv, HD = H * d, N = m.N;
+                W = m.W(), G = H / Hkv, HD = H * d;
   const float scale = 1.0f / std::sqrt(float(d));
   parallel_for(st.batch * Hkv, [&](int64_t task) {
     const int64_t b = task / Hkv, g = task % Hkv;
     const Scratch s = thread_scratch(act, m);
-    const float* fk = st.qkv + b * fl * W + (H + g) * d;
-    const float* bk = st.block_kv + b * 2 * N * Hkv * d + g * d;  // [nb, d] stride Hkv d
-    rope_rows(s.k, fk, W, 0, fl, act, d);
-    rope_rows(s.k + fl * d, bk, Hkv * d, fl, nb, act, d);
-    for (int64_t j = 0; j < fl; ++j)
-      std::memcpy(s.v + j * d, fk + j * W + Hkv * d, size_t(d) * sizeof(float));
-    for (int64_t j = 0; j < nb; ++j)
-      std::memcpy(s.v + (fl + j) * d, bk + (N + j) * Hkv * d, size_t(d) * sizeof(float));
+    load_step_keys(s, st, act, m, b, g);
     for (int64_t h = g * G; h < (g + 1) * G; ++h) {
       rope_rows(s.q, st.qkv + b * fl * W + h * d, W, 0, fl, act, d);
       masked_attention_forward(st.att + b * fl * HD + h * d, HD, st.probs + (b * H + h) * fl * M,
@@ -155,19 +164,12 @@ void step_attention_forward(FamStep& st, FamActivations& act, const FamDims& m) 
 void step_attention_backward(float* dst, float* dchunk, int64_t row0, const float* datt,
                              const FamStep& st, FamActivations& act, const FamDims& m) {
   const int64_t fl = m.fam_length, nb = st.block_rows, M = fl + nb, H = m.H, Hkv = m.Hkv, d = m.d,
-                W = m.W(), G = H / Hkv, HD = H * d, N = m.N;
+                W = m.W(), G = H / Hkv, HD = H * d;
   const float scale = 1.0f / std::sqrt(float(d));
   parallel_for(st.batch * Hkv, [&](int64_t task) {
     const int64_t b = task / Hkv, g = task % Hkv;
     const Scratch s = thread_scratch(act, m);
-    const float* fk = st.qkv + b * fl * W + (H + g) * d;
-    const float* bk = st.block_kv + b * 2 * N * Hkv * d + g * d;
-    rope_rows(s.k, fk, W, 0, fl, act, d);
-    rope_rows(s.k + fl * d, bk, Hkv * d, fl, nb, act, d);
-    for (int64_t j = 0; j < fl; ++j)
-      std::memcpy(s.v + j * d, fk + j * W + Hkv * d, size_t(d) * sizeof(float));
-    for (int64_t j = 0; j < nb; ++j)
-      std::memcpy(s.v + (fl + j) * d, bk + (N + j) * Hkv * d, size_t(d) * sizeof(float));
+    load_step_keys(s, st, act, m, b, g);
     std::fill(s.dk, s.dk + M * d, 0.0f);
     std::fill(s.dv, s.dv + M * d, 0.0f);
     for (int64_t h = g * G; h < (g + 1) * G; ++h) {
