@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "infer/decoder.h"
+#include "model/model.h"
 #include "test_support.h"
 
 namespace infini::test {
@@ -63,6 +65,44 @@ inline std::string expect_ppl_matches_reference(const std::string& model_dir,
   EXPECT_GT(spread, 0.5) << "the reference NLLs should vary, or the comparison proves little";
   std::printf("worst per-token difference: %.3g nats\n", worst);
   return ours.output;
+}
+
+// Logits [B, T, V] of streams inputs [B, T] fed to model_forward from `state`'s start in chunks
+// of `chunk` tokens (the last one shorter); `state` is left at the streams' end.
+inline std::vector<float> logits_in_chunks(const Model& model, StreamState& state,
+                                           const std::vector<int32_t>& inputs, int64_t B,
+                                           int64_t T, int64_t chunk) {
+  const int64_t V = model.config.vocab_size;
+  Activations act = activations_create(model.config, B, chunk, false);
+  std::vector<float> logits(B * T * V);
+  std::vector<int32_t> piece(B * chunk);
+  for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+    const int64_t n = std::min(chunk, T - t0);
+    for (int64_t b = 0; b < B; ++b) std::copy_n(inputs.data() + b * T + t0, n, piece.data() + b * n);
+    model_forward(model, state, act, piece.data(), n);
+    for (int64_t b = 0; b < B; ++b)
+      std::copy_n(act.logits + b * n * V, n * V, logits.data() + (b * T + t0) * V);
+  }
+  return logits;
+}
+
+// Worst relative error (max-norm) of a fresh Decoder's logits against expected [T, V] of one
+// stream: the first `prompt` tokens fed at once, then 1-token steps to the stream's end.
+inline double decoder_worst_error(Decoder& decoder, const int32_t* stream, int64_t T,
+                                  int64_t prompt, const float* expected) {
+  const int64_t V = decoder.model->config.vocab_size;
+  double worst = 0;
+  auto compare = [&](int64_t t) {
+    std::vector<double> want(expected + t * V, expected + (t + 1) * V);
+    worst = std::max(worst, relative_error(decoder.logits.data(), want));
+  };
+  decoder_feed(decoder, stream, prompt);
+  compare(prompt - 1);
+  for (int64_t t = prompt; t < T; ++t) {
+    decoder_step(decoder, stream[t]);
+    compare(t);
+  }
+  return worst;
 }
 
 }  // namespace infini::test

@@ -175,17 +175,7 @@ TEST_P(Fam, StreamingEqualsOnePass) {
 
   for (const int64_t chunk : {int64_t(1), int64_t(3), kN + 5}) {
     stream_state_reset(state);
-    Activations act = activations_create(model.config, kB, chunk, false);
-    std::vector<float> got(expected.size());
-    std::vector<int32_t> piece(kB * chunk);
-    for (int64_t t0 = 0; t0 < kT; t0 += chunk) {
-      const int64_t n = std::min(chunk, kT - t0);
-      for (int64_t b = 0; b < kB; ++b)
-        std::copy_n(inputs.data() + b * kT + t0, n, piece.data() + b * n);
-      model_forward(model, state, act, piece.data(), n);
-      for (int64_t b = 0; b < kB; ++b)
-        std::copy_n(act.logits + b * n * V, n * V, got.data() + (b * kT + t0) * V);
-    }
+    const std::vector<float> got = test::logits_in_chunks(model, state, inputs, kB, kT, chunk);
     EXPECT_LT(relative_error(got, expected), 1e-5) << "chunks of " << chunk;
     if (!expected_fam.empty()) {
       const std::vector<float> fam(state.fam_all, state.fam_all + state.fam_count);
@@ -197,17 +187,8 @@ TEST_P(Fam, StreamingEqualsOnePass) {
   Decoder dec = decoder_create(model, kN);
   const int32_t* stream = inputs.data() + kT;
   const int64_t prompt = 11;
-  decoder_feed(dec, stream, prompt);
-  double worst = 0;
-  auto compare = [&](int64_t t) {
-    std::vector<float> want(expected.begin() + (kT + t) * V, expected.begin() + (kT + t + 1) * V);
-    worst = std::max(worst, relative_error(dec.logits, want));
-  };
-  compare(prompt - 1);
-  for (int64_t t = prompt; t < kT; ++t) {
-    decoder_step(dec, stream[t]);
-    compare(t);
-  }
+  const double worst =
+      test::decoder_worst_error(dec, stream, kT, prompt, expected.data() + kT * V);
   EXPECT_LT(worst, 1e-5) << "decoder";
   // a copy of the state continues identically
   StreamState copy = stream_state_create(model.config, 1);
