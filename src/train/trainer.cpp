@@ -74,9 +74,13 @@ class StopSignals {
       if (signal <= 0 || closing_) continue;
       if (g_stop_signal == 0) {
         g_stop_signal = signal;
+        first_at_ = std::chrono::steady_clock::now();
         continue;
       }
-      // the second one: stop now, as the signal would without us (the last checkpoint is whole)
+      // The same request again within a second: coreutils `timeout` sends its SIGTERM to the
+      // child and then to the child's whole process group, so the child gets two at once.
+      if (std::chrono::steady_clock::now() - first_at_ < std::chrono::seconds(1)) continue;
+      // a second one later: stop now, as the signal would without us (the last checkpoint is whole)
       std::fprintf(stderr, "\ninfini train: second %s, stopping at once\n",
                    signal == SIGINT ? "SIGINT" : "SIGTERM");
       std::signal(signal, SIG_DFL);
@@ -88,6 +92,7 @@ class StopSignals {
     }
   }
   sigset_t signals_{}, old_mask_{};
+  std::chrono::steady_clock::time_point first_at_{};
   std::atomic<bool> closing_{false};
   std::thread watcher_;
 };
