@@ -13,7 +13,9 @@
 # Usage: bench/compare_mechanisms.sh [out dir (docs/figures)]
 #   STEPS (300): KJV steps of 8 x 1024 tokens; PASSKEY_STEPS (150): passkey steps of 16 x 1024;
 #   NLL_LENGTH (16K) NLL_WINDOWS (8): validation windows; PASSKEY_LENGTHS (1K,4K,16K);
-#   PASSKEY_TRIALS (10); WORK: scratch directory (default: a new temporary one); INFINI: binary.
+#   PASSKEY_TRIALS (10); NO_PASSKEY: types whose passkey stage is skipped (e.g. "fam full": the
+#   slowest to fine-tune; their cells read "not run"); WORK: scratch directory (default: a new
+#   temporary one; a second call reuses its finished runs); INFINI: binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-docs/figures}"
@@ -61,6 +63,12 @@ PY
       --eval-every "$steps" --eval-batches 4 --save-every 0 --sample-tokens 0 --seed 1 \
       --threads 2 --log-every 50 >"$work/kjv-$type.log"
   fi
+  "$infini" info --model "$work/kjv-$type/latest" --stream-length 1M --measure-length 0 --json \
+    >"$work/info-$type.json"
+  if [[ " ${NO_PASSKEY:-} " == *" $type "* ]]; then
+    rm -f "$work/passkey-$type.json"
+    continue
+  fi
   if [[ ! -e "$work/pk-$type/latest" ]]; then
     echo "== $type: $passkey_steps passkey fine-tuning steps" >&2
     "$infini" train --init "$work/kjv-$type/latest" --data "$work/passkey/data" \
@@ -68,11 +76,10 @@ PY
       --data-order sequential --lr 1e-3 --warmup 10 --eval-every 0 --eval-batches 0 \
       --save-every 0 --sample-tokens 0 --seed 1 --threads 2 --log-every 50 >"$work/pk-$type.log"
   fi
-  "$infini" info --model "$work/kjv-$type/latest" --stream-length 1M --measure-length 0 --json \
-    >"$work/info-$type.json"
   echo "== $type: passkey" >&2
-  "$infini" eval passkey --model "$work/pk-$type/latest" --lengths "$passkey_lengths" \
-    --positions start,middle,end --trials "$passkey_trials" --json >"$work/passkey-$type.json"
+  [[ -s "$work/passkey-$type.json" ]] ||
+    "$infini" eval passkey --model "$work/pk-$type/latest" --lengths "$passkey_lengths" \
+      --positions start,middle,end --trials "$passkey_trials" --json >"$work/passkey-$type.json"
 done
 
 models=()
@@ -87,7 +94,8 @@ cp "$work/nll_by_position.csv" "$out/nll_by_position.csv"
 import csv, json, math, os, sys
 work, out, steps, pk_steps, types = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 info = {t: json.load(open(os.path.join(work, f"info-{t}.json"))) for t in types}
-passkey = {t: json.load(open(os.path.join(work, f"passkey-{t}.json"))) for t in types}
+passkey = {t: json.load(open(os.path.join(work, f"passkey-{t}.json"))) for t in types
+           if os.path.exists(os.path.join(work, f"passkey-{t}.json"))}
 nll = {}
 for row in csv.DictReader(open(os.path.join(work, "nll_by_position.csv"))):
     nll.setdefault(row["model"], []).append(float(row["mean_nll"]))
@@ -114,15 +122,19 @@ lines += ["", "Footprint formulas (Table 1 of the Infini-attention paper; L laye
 for t in types:
     s = info[t]["state"]
     lines.append(f"| {t} | `{s['formula']}` | `{s['formula_numbers']}` | {s['floats']:,} |")
-lengths = passkey[types[0]]["lengths"]
-positions = [p["name"] for p in passkey[types[0]]["positions"]]
-trials = passkey[types[0]]["trials_per_cell"]
+first = next(iter(passkey.values()))
+lengths = first["lengths"]
+positions = [p["name"] for p in first["positions"]]
+trials = first["trials_per_cell"]
 lines += ["", f"Passkey retrieval after {pk_steps} fine-tuning steps of 16 x 1024 tokens "
           f"(`infini data passkey`, 256 to 1K tokens) from each KJV model: exact match over "
           f"{trials} trials per cell (keys never trained on).", "",
           "| model | " + " | ".join(f"{n // 1024}K {p}" for n in lengths for p in positions) + " |",
           "|---|" + "---:|" * (len(lengths) * len(positions))]
 for t in types:
+    if t not in passkey:
+        lines.append(f"| {t} | " + " | ".join("not run" for n in lengths for p in positions) + " |")
+        continue
     cells = {(c["length"], c["position"]): c["exact_match"] for c in passkey[t]["cells"]}
     lines.append(f"| {t} | " + " | ".join(f"{100 * cells[(n, p)]:.0f}%" for n in lengths
                                            for p in positions) + " |")
