@@ -79,7 +79,8 @@ void run_passkey_data(const PasskeyDataFlags& f, bool tokenizer_given) {
     }
     val_fraction = text;
   }
-  std::string prepare = "infini prepare --input " + r.text_path + " --out " + data_dir;
+  std::string prepare = "infini prepare --input " + r.text_path + " --loss-mask " + r.mask_path +
+                        " --out " + data_dir;
   if (tokenizer_flag != "byte") prepare += " --tokenizer " + tokenizer_flag;
   if (!val_fraction.empty()) prepare += " --val-fraction " + val_fraction;
   const std::string train =
@@ -92,6 +93,8 @@ void run_passkey_data(const PasskeyDataFlags& f, bool tokenizer_given) {
                               {"seq_len", r.seq_len},
                               {"tokens", r.tokens},
                               {"answer_tokens", r.answer_tokens},
+                              {"loss_mask", r.mask_path},
+                              {"scored_tokens", r.scored_tokens},
                               {"val_examples", r.val_examples},
                               {"prepare", prepare},
                               {"train", train},
@@ -103,6 +106,8 @@ void run_passkey_data(const PasskeyDataFlags& f, bool tokenizer_given) {
               (long long)r.examples, (long long)r.seq_len);
   std::printf("text            %s (%lld tokens)\n", r.text_path.c_str(), (long long)r.tokens);
   std::printf("index           %s\n", r.examples_path.c_str());
+  std::printf("loss mask       %s (%lld tokens scored: the key's copy and the answer)\n",
+              r.mask_path.c_str(), (long long)r.scored_tokens);
   std::printf("next            %s\n", prepare.c_str());
   std::printf("                %s\n", train.c_str());
   if (r.val_examples)
@@ -122,8 +127,10 @@ void add_data(CLI::App& app) {
       "passkey",
       "Passkey fine-tuning data in the format of `infini eval passkey`: each example is a prompt\n"
       "with a random key (never a multiple of 3: evaluation keys are), then \" KEY.\", then\n"
-      "newlines up to exactly --seq-len tokens. Writes DIR/passkey.txt (the examples in a row)\n"
-      "and DIR/examples.jsonl (key, lengths, key position of each), and prints the `infini\n"
+      "newlines up to exactly --seq-len tokens. Writes DIR/passkey.txt (the examples in a row),\n"
+      "DIR/passkey.mask (the loss mask: only the key's copy in the needle and the answer are\n"
+      "scored) and DIR/examples.jsonl (key, lengths, key position of each), and prints the "
+      "`infini\n"
       "prepare` and `infini train --data-order sequential` commands that train on one whole\n"
       "example per row. Example:\n"
       "  infini data passkey --out data/passkey --count 2000 --min-length 1K --max-length 5K \\\n"

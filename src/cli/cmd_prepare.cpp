@@ -17,6 +17,7 @@ struct PrepareFlags {
   std::vector<std::string> inputs;
   std::string out, tokenizer = "byte", separator;
   double val_fraction = 0.05;
+  std::string loss_mask;
   bool json = false;
 };
 
@@ -69,6 +70,7 @@ void run_prepare(const PrepareFlags& f) {
   o.tokenizer = f.tokenizer;
   o.val_fraction = f.val_fraction;
   o.separator = unescape(f.separator);
+  o.loss_mask = f.loss_mask;
   int64_t total = 0;
   for (const std::string& path : f.inputs) {
     std::error_code ec;
@@ -137,6 +139,10 @@ void add_prepare(CLI::App& app) {
   cmd->add_option("--tokenizer", f->tokenizer,
                   "\"byte\" (one token per byte, vocabulary 256) or a SentencePiece .model file")
       ->capture_default_str();
+  cmd->add_option("--loss-mask", f->loss_mask,
+                  "a 0/1 token shard with one id per token of the text (as `infini data passkey`\n"
+                  "writes): split into DIR/train.mask and DIR/val.mask, so that `infini train`\n"
+                  "scores only the targets marked 1");
   cmd->add_option("--val-fraction", f->val_fraction,
                   "share of the tokens, taken from the end of the stream, for validation; "
                   "strictly between 0 and 1")

@@ -198,13 +198,25 @@ PrepareResult prepare_corpus(const PrepareOptions& o) {
   const bool created = prepare_out_dir(o.out_dir);
 
   std::vector<int32_t> tokens;
+  TokenShard loss_mask;
   try {
+    if (!o.loss_mask.empty()) {
+      loss_mask = TokenShard::open(o.loss_mask);
+      if (loss_mask.vocab_size() > 2)
+        throw Error(o.loss_mask, str("holds ids below ", loss_mask.vocab_size(), ", not 0/1"),
+                    "a loss mask holds one 0/1 id per token of the inputs, in order");
+    }
     tokens = tokenize_inputs(o, *tokenizer, r.inputs);
     if (tokens.size() < 2)
       throw Error("--input",
                   str("the text makes only ", tokens.size(),
                       " token(s); a train and a validation split need at least 2"),
                   "give more text");
+    if (!o.loss_mask.empty() && loss_mask.size() != int64_t(tokens.size()))
+      throw Error(o.loss_mask,
+                  str("is not a loss mask of this text: it holds ", loss_mask.size(),
+                      " ids, the text makes ", tokens.size(), " tokens"),
+                  "a loss mask holds one 0/1 id per token of the inputs, in order");
   } catch (...) {
     std::error_code ec;
     if (created) fs::remove(o.out_dir, ec);  // only removes it if still empty
@@ -228,6 +240,14 @@ PrepareResult prepare_corpus(const PrepareOptions& o) {
 
   token_shard_write(r.train_path, tokens.data(), r.train_tokens, r.vocab_size);
   token_shard_write(r.val_path, tokens.data() + r.train_tokens, r.val_tokens, r.vocab_size);
+  fs::remove(dir / "train.mask", ec);
+  fs::remove(dir / "val.mask", ec);
+  if (!o.loss_mask.empty()) {
+    std::vector<int32_t> mask(tokens.size());
+    loss_mask.read(0, total, mask.data());
+    token_shard_write((dir / "train.mask").string(), mask.data(), r.train_tokens, 2);
+    token_shard_write((dir / "val.mask").string(), mask.data() + r.train_tokens, r.val_tokens, 2);
+  }
 
   nlohmann::json tokenizer_json = {{"type", r.tokenizer}};
   if (r.tokenizer == "sentencepiece") {
@@ -251,6 +271,10 @@ PrepareResult prepare_corpus(const PrepareOptions& o) {
       {"separator", o.separator},
       {"train", {{"file", "train.tokens"}, {"tokens", r.train_tokens}}},
       {"val", {{"file", "val.tokens"}, {"tokens", r.val_tokens}}},
+      {"loss_mask", o.loss_mask.empty() ? nlohmann::json(nullptr)
+                                        : nlohmann::json({{"train", "train.mask"},
+                                                          {"val", "val.mask"},
+                                                          {"source", o.loss_mask}})},
       {"text_bytes", r.total_bytes},
       {"inputs", inputs},
   };

@@ -12,6 +12,8 @@
 //   train.tokens     token shard (token_shard.h)
 //   val.tokens       token shard
 //   tokenizer.model  a copy of the SentencePiece model (only with a SentencePiece tokenizer)
+//   train.mask       with loss_mask only: its first train_tokens ids (a loss mask, train_data.h)
+//   val.mask         the rest of the loss mask
 //   dataset.json     what is in the directory, written last: its presence means the rest is whole
 //
 // Every check that can fail (inputs, tokenizer, val_fraction, output directory, and with
@@ -34,6 +36,7 @@ struct PrepareOptions {
   std::string tokenizer = "byte";   // "byte", or the path of a SentencePiece .model file
   double val_fraction = 0.05;       // in (0, 1)
   std::string separator;            // bytes inserted between consecutive input files
+  std::string loss_mask;            // a 0/1 token shard, one id per token of the stream (optional)
   Progress* progress = nullptr;     // updated with bytes read (total: sum of the input sizes)
 };
 

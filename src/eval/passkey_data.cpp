@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "data/token_shard.h"
 
 namespace infini {
 
@@ -19,6 +20,22 @@ struct Example {
   std::vector<int32_t> answer;  // " KEY."
   int64_t padding = 0;          // newlines after the answer (>= 1)
 };
+
+// Positions within the needle's tokens of those that overlap the bytes of its second KEY.
+std::vector<int64_t> second_key_tokens(const Tokenizer& tok, const PasskeyPrompt& p) {
+  const std::string before = " The pass key is " + p.key + ". Remember it. ";
+  INFINI_CHECK(passkey_needle_text(p.key).compare(before.size(), p.key.size(), p.key) == 0,
+               "the needle text changed: update second_key_tokens");
+  const size_t first = before.size(), last = first + p.key.size();  // bytes [first, last)
+  std::vector<int64_t> out;
+  size_t at = 0;
+  for (size_t i = 0; i < p.needle.size(); ++i) {
+    const size_t end = at + tok.token_bytes(p.needle[i]).size();
+    if (end > first && at < last) out.push_back(int64_t(i));
+    at = end;
+  }
+  return out;
+}
 
 // A file written under a temporary name and renamed into place by commit().
 class PendingFile {
@@ -99,8 +116,10 @@ PasskeyDataResult passkey_write_data(const PasskeyTemplate& t, const PasskeyData
   r.text_path = (std::filesystem::path(o.out_dir) / "passkey.txt").string();
   r.examples_path = (std::filesystem::path(o.out_dir) / "examples.jsonl").string();
   r.seq_len = T;
+  r.mask_path = (std::filesystem::path(o.out_dir) / "passkey.mask").string();
   PendingFile text(r.text_path), index(r.examples_path);
-  const bool check_tokens = tok.name() != "byte";  // bytes: the text is the tokens
+  std::vector<int32_t> mask(size_t(o.count * T + 1), 0);  // [count * T + 1] 0/1
+  const bool check_tokens = tok.name() != "byte";         // bytes: the text is the tokens
   for (size_t i = 0; i < examples.size(); ++i) {
     const Example& e = examples[i];
     std::string example = passkey_prompt_text(t, e.prompt);
@@ -122,11 +141,16 @@ PasskeyDataResult passkey_write_data(const PasskeyTemplate& t, const PasskeyData
         {"key_position", p.filler_tokens ? double(p.key_offset) / double(p.filler_tokens) : 0.0}};
     index.write(line.dump() + "\n");
     r.answer_tokens += int64_t(e.answer.size());
+    int32_t* example_mask = mask.data() + int64_t(i) * T;
+    for (int64_t k : second_key_tokens(tok, p)) example_mask[p.key_token + k] = 1;
+    std::fill_n(example_mask + p.length, e.answer.size(), 1);
     if (on_example) on_example(int64_t(i) + 1);
   }
   text.write("\n");  // token count * T: the last sequential window's last target
+  token_shard_write(r.mask_path, mask, 2);
   text.commit();
   index.commit();
+  for (int32_t m : mask) r.scored_tokens += m;
   r.examples = o.count;
   r.tokens = o.count * T + 1;
   // prepare puts the last round(tokens * f) tokens in val.tokens: with f = m / count that is

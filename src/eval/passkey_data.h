@@ -9,6 +9,12 @@
 // tokenises back to the same tokens. DIR/passkey.txt holds the examples one after the other and
 // one newline more: count * T + 1 tokens, so that the trainer's sequential windows of T + 1
 // tokens start at tokens k T, the starts of the examples. DIR/examples.jsonl says what each holds.
+//
+// DIR/passkey.mask is the loss mask for `infini prepare --loss-mask` (a 0/1 token shard, one id
+// per token of passkey.txt): 1 on the tokens that can be told from the example, that is the
+// needle's second KEY (a copy of the first) and the whole answer " KEY."; 0 on the rest (the
+// filler, learnt in pre-training, the first KEY, random, and the padding). `infini train` then
+// learns from the retrieval alone.
 #pragma once
 
 #include <cstdint>
@@ -29,10 +35,11 @@ struct PasskeyDataOptions {
 };
 
 struct PasskeyDataResult {
-  std::string text_path, examples_path;
+  std::string text_path, examples_path, mask_path;
   int64_t examples = 0, seq_len = 0;
   int64_t tokens = 0;         // in passkey.txt: examples * seq_len + 1
   int64_t answer_tokens = 0;  // over all examples
+  int64_t scored_tokens = 0;  // ones in passkey.mask
   int64_t val_examples = 0;   // suggested for `infini prepare --val-fraction val_examples / count`
   double seconds = 0;
 };

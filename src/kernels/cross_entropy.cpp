@@ -6,6 +6,7 @@
 // final (m - l[t]) + log(sum) is formed in double).
 #include "kernels/cross_entropy.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -24,7 +25,7 @@ namespace {
 // Checked before any parallel region (an exception may not leave one).
 void check_targets(const int32_t* targets, int64_t rows, int64_t vocab) {
   for (int64_t r = 0; r < rows; ++r)
-    if (targets[r] < 0 || targets[r] >= vocab)
+    if ((targets[r] < 0 && targets[r] != kIgnoredTarget) || targets[r] >= vocab)
       throw Error(
           "cross_entropy",
           str("target ", targets[r], " of row ", r, " is outside the vocabulary [0, ", vocab, ")"),
@@ -47,6 +48,10 @@ double cross_entropy_forward(float* losses, const float* logits, const int32_t* 
   check_targets(targets, rows, vocab);
   for_ranges(rows, grain_rows(vocab), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
+      if (targets[r] == kIgnoredTarget) {
+        losses[r] = 0.0f;
+        continue;
+      }
       const float* l = logits + r * vocab;  // (V)
       const float m = row_max(l, vocab);
       const double sum = sum_double(vocab, [&](int64_t v) { return exp_f32(l[v] - m); });
@@ -69,6 +74,10 @@ void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* 
     for (int64_t r = r0; r < r1; ++r) {
       const float* l = logits + r * vocab;  // (V)
       float* dl = dlogits + r * vocab;      // (V), may be l: each slot is read, then written
+      if (targets[r] == kIgnoredTarget) {
+        std::fill_n(dl, vocab, 0.0f);
+        continue;
+      }
       const float m = row_max(l, vocab);
       const double sum = sum_double(vocab, [&](int64_t v) {
         const float e = exp_f32(l[v] - m);

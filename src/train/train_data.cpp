@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "io/json_strict.h"
+#include "kernels/cross_entropy.h"
 
 namespace infini {
 
@@ -54,6 +55,21 @@ TokenShard open_shard(const std::string& dir, const char* name) {
   return TokenShard::open(path);
 }
 
+// A loss mask: 0/1 ids, one per token of `tokens`.
+TokenShard open_mask(const std::string& dir, const char* name, const TokenShard& tokens) {
+  const std::string path = (fs::path(dir) / name).string();
+  if (!fs::exists(path))
+    throw Error(path, "missing: the directory has train.mask, so each shard needs its loss mask",
+                "rewrite the directory with the command that made it (`infini data passkey`)");
+  TokenShard mask = TokenShard::open(path);
+  if (mask.size() != tokens.size() || mask.vocab_size() > 2)
+    throw Error(path,
+                str("is not a loss mask of ", tokens.path(), ": ", mask.size(), " ids below ",
+                    mask.vocab_size(), ", expected ", tokens.size(), " ids below 2"),
+                "rewrite the directory with the command that made it (`infini data passkey`)");
+  return mask;
+}
+
 void check_shard(const TokenShard& shard, int64_t seq_len, int64_t model_vocab, bool validation) {
   const std::string or_no_eval = validation ? "; or --eval-batches 0 to train without held-out "
                                               "evaluation"
@@ -87,6 +103,11 @@ TrainData train_data_open(const std::string& dir, bool need_val) {
     data.val = open_shard(dir, "val.tokens");
     data.has_val = true;
   }
+  data.has_mask = fs::exists(fs::path(dir) / "train.mask");
+  if (data.has_mask) {
+    data.train_mask = open_mask(dir, "train.mask", data.train);
+    if (need_val) data.val_mask = open_mask(dir, "val.mask", data.val);
+  }
   data.tokenizer = tokenizer_load(data.tokenizer_type, data.tokenizer_model);
   return data;
 }
@@ -107,7 +128,8 @@ void train_data_check(const TrainData& data, int64_t seq_len, int64_t model_voca
                 "prepare the data with the model's tokenizer");
 }
 
-void batch_next(BatchReader& reader, const TokenShard& shard, int32_t* inputs, int32_t* targets) {
+void batch_next(BatchReader& reader, const TokenShard& shard, int32_t* inputs, int32_t* targets,
+                const TokenShard* mask) {
   const int64_t B = reader.batch, T = reader.seq_len;
   std::vector<int64_t> starts(B);
   const int64_t windows = (shard.size() - 1) / T;
@@ -117,7 +139,7 @@ void batch_next(BatchReader& reader, const TokenShard& shard, int32_t* inputs, i
                     ? (row % windows) * T
                     : int64_t(reader.rng.below(uint64_t(shard.size() - T)));
   }
-  batch_from_windows(shard, starts.data(), B, T, inputs, targets);
+  batch_from_windows(shard, starts.data(), B, T, inputs, targets, mask);
 }
 
 std::vector<int64_t> eval_window_starts(const TokenShard& shard, int64_t windows, int64_t seq_len) {
@@ -129,26 +151,36 @@ std::vector<int64_t> eval_window_starts(const TokenShard& shard, int64_t windows
 }
 
 void batch_from_windows(const TokenShard& shard, const int64_t* starts, int64_t batch,
-                        int64_t seq_len, int32_t* inputs, int32_t* targets) {
+                        int64_t seq_len, int32_t* inputs, int32_t* targets,
+                        const TokenShard* mask) {
   const int64_t T = seq_len;
-  std::vector<int32_t> window(T + 1);
+  std::vector<int32_t> window(T + 1), scored(mask ? T : 0);
   for (int64_t b = 0; b < batch; ++b) {
     shard.read(starts[b], T + 1, window.data());
     std::copy_n(window.data(), T, inputs + b * T);
     std::copy_n(window.data() + 1, T, targets + b * T);
+    if (!mask) continue;
+    mask->read(starts[b] + 1, T, scored.data());
+    for (int64_t t = 0; t < T; ++t)
+      if (!scored[t]) targets[b * T + t] = kIgnoredTarget;
   }
 }
 
-int64_t text_bytes_of_targets(const TokenShard& shard, const Tokenizer& tokenizer,
-                              const std::vector<int64_t>& starts, int64_t seq_len) {
-  std::vector<int32_t> window(seq_len + 1);
-  int64_t bytes = 0;
+TargetCount count_targets(const TokenShard& shard, const Tokenizer& tokenizer,
+                          const std::vector<int64_t>& starts, int64_t seq_len,
+                          const TokenShard* mask) {
+  std::vector<int32_t> window(seq_len + 1), scored(seq_len + 1, 1);
+  TargetCount count;
   for (int64_t start : starts) {
     shard.read(start, seq_len + 1, window.data());
-    for (int64_t t = 1; t <= seq_len; ++t)
-      bytes += int64_t(tokenizer.token_bytes(window[t]).size());
+    if (mask) mask->read(start, seq_len + 1, scored.data());
+    for (int64_t t = 1; t <= seq_len; ++t) {
+      if (!scored[t]) continue;
+      count.tokens += 1;
+      count.bytes += int64_t(tokenizer.token_bytes(window[t]).size());
+    }
   }
-  return bytes;
+  return count;
 }
 
 }  // namespace infini

@@ -12,6 +12,11 @@
 //   random      each row starts at a uniformly random token in [0, count - T - 1] (a seeded Rng
 //               whose state is saved with every checkpoint).
 // Held-out evaluation reads fixed windows of the validation shard, spread evenly over it.
+//
+// Loss masks (optional): train.mask and val.mask, token shards of the same length as the token
+// shards whose ids are 0 or 1 (vocab_size 2). A target token whose mask is 0 is not scored: its
+// target becomes kIgnoredTarget, so the loss is the mean over the scored targets only (e.g. the
+// answers of `infini data passkey`, not the text they answer). Without them every target counts.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +35,8 @@ struct TrainData {
   TokenShard train;
   TokenShard val;  // empty (size 0) when not needed
   bool has_val = false;
+  bool has_mask = false;                // train.mask (and val.mask when has_val) are open
+  TokenShard train_mask, val_mask;      // 0/1 per token of train / val
   std::string tokenizer_type = "byte";  // dataset.json's tokenizer
   std::string tokenizer_model;          // sentencepiece: path of the .model file
   std::unique_ptr<Tokenizer> tokenizer;
@@ -50,8 +57,10 @@ struct BatchReader {
   Rng rng;                // random order only
 };
 
-// Fills inputs and targets [B, T] with the next B rows of `shard`.
-void batch_next(BatchReader& reader, const TokenShard& shard, int32_t* inputs, int32_t* targets);
+// Fills inputs and targets [B, T] with the next B rows of `shard`; with a `mask` (the shard's loss
+// mask), unscored targets are kIgnoredTarget.
+void batch_next(BatchReader& reader, const TokenShard& shard, int32_t* inputs, int32_t* targets,
+                const TokenShard* mask = nullptr);
 
 // Start tokens of `windows` evaluation windows of seq_len + 1 tokens, spread evenly over the
 // shard (repeating windows when it holds fewer).
@@ -59,10 +68,16 @@ std::vector<int64_t> eval_window_starts(const TokenShard& shard, int64_t windows
 
 // Fills inputs and targets [B, T] from the windows starting at starts[0, B).
 void batch_from_windows(const TokenShard& shard, const int64_t* starts, int64_t batch,
-                        int64_t seq_len, int32_t* inputs, int32_t* targets);
+                        int64_t seq_len, int32_t* inputs, int32_t* targets,
+                        const TokenShard* mask = nullptr);
 
-// Bytes of text the target tokens of these windows stand for (for bits per byte).
-int64_t text_bytes_of_targets(const TokenShard& shard, const Tokenizer& tokenizer,
-                              const std::vector<int64_t>& starts, int64_t seq_len);
+// The scored target tokens of these windows (all of them without a mask) and the bytes of text
+// they stand for (for bits per byte).
+struct TargetCount {
+  int64_t tokens = 0, bytes = 0;
+};
+TargetCount count_targets(const TokenShard& shard, const Tokenizer& tokenizer,
+                          const std::vector<int64_t>& starts, int64_t seq_len,
+                          const TokenShard* mask = nullptr);
 
 }  // namespace infini

@@ -126,7 +126,7 @@ struct Trainer {
 
   std::vector<int32_t> inputs, targets;  // [B, T]
   std::vector<int64_t> eval_starts;      // [eval_batches * B] windows of the val shard
-  int64_t eval_bytes = 0;                // text bytes of their targets
+  TargetCount eval_targets;              // their scored targets and the text bytes of those
   double train_bytes_per_token = 1;      // for the bits per byte of the training loss
   std::string sample_prompt;
   std::string last_checkpoint;
@@ -262,12 +262,18 @@ void build(Trainer& t, const ModelConfig& config) {
 
   if (t.data.has_val && o.eval_batches > 0) {
     t.eval_starts = eval_window_starts(t.data.val, o.eval_batches * o.batch, o.seq_len);
-    t.eval_bytes = text_bytes_of_targets(t.data.val, *t.data.tokenizer, t.eval_starts, o.seq_len);
+    t.eval_targets = count_targets(t.data.val, *t.data.tokenizer, t.eval_starts, o.seq_len,
+                                   t.data.has_mask ? &t.data.val_mask : nullptr);
+    if (t.eval_targets.tokens == 0)
+      throw Error(t.data.val_mask.path(),
+                  "scores no target in the held-out windows: there is nothing to evaluate",
+                  "use more validation data or --eval-batches 0");
   }
-  if (t.data.tokenizer_type != "byte") {
+  if (t.data.tokenizer_type != "byte" || t.data.has_mask) {
     const std::vector<int64_t> probe = eval_window_starts(t.data.train, 16, o.seq_len);
-    const int64_t bytes = text_bytes_of_targets(t.data.train, *t.data.tokenizer, probe, o.seq_len);
-    t.train_bytes_per_token = double(bytes) / double(16 * o.seq_len);
+    const TargetCount c = count_targets(t.data.train, *t.data.tokenizer, probe, o.seq_len,
+                                        t.data.has_mask ? &t.data.train_mask : nullptr);
+    if (c.tokens > 0) t.train_bytes_per_token = double(c.bytes) / double(c.tokens);
   }
   t.sample_prompt = o.sample_prompt;
   if (t.sample_prompt.empty()) {  // the held-out text from its first line break, 48 tokens
@@ -296,7 +302,8 @@ nlohmann::json resolved_json(const Trainer& t) {
            {{"dir", t.data.dir},
             {"tokenizer", t.data.tokenizer_type},
             {"train_tokens", t.data.train.size()},
-            {"val_tokens", t.data.has_val ? t.data.val.size() : 0}}},
+            {"val_tokens", t.data.has_val ? t.data.val.size() : 0},
+            {"loss_mask", t.data.has_mask}}},
           {"threads", threads_count()},
           {"memory_bytes",
            {{"parameters_gradients_moments", 4 * 4 * t.model.weights.count},
@@ -324,6 +331,8 @@ void print_resolved(const Trainer& t) {
   std::printf("  data         %s: %lld train tokens, %lld val tokens, %s order\n",
               t.data.dir.c_str(), (long long)t.data.train.size(),
               (long long)(t.data.has_val ? t.data.val.size() : 0), o.data_order.c_str());
+  if (t.data.has_mask)
+    std::printf("  loss mask    train.mask: the loss is the mean over the targets it scores\n");
   std::printf(
       "  batch        %lld x %lld tokens (%lld segments, backpropagation through the memory "
       "across all of them) x %lld accumulated = %lld tokens/step\n",
@@ -376,7 +385,7 @@ std::pair<double, double> evaluate(Trainer& t) {
   double total = 0;
   for (size_t first = 0; first < t.eval_starts.size(); first += size_t(B)) {
     batch_from_windows(t.data.val, t.eval_starts.data() + first, B, T, t.inputs.data(),
-                       t.targets.data());
+                       t.targets.data(), t.data.has_mask ? &t.data.val_mask : nullptr);
     stream_state_reset(t.pass.state);
     for (int64_t c = 0; c < T / C; ++c) {
       for (int64_t b = 0; b < B; ++b) {
@@ -387,8 +396,9 @@ std::pair<double, double> evaluate(Trainer& t) {
       total += model_loss(t.pass.act, t.pass.chunk_targets.data(), C, V);
     }
   }
-  const double tokens = double(t.eval_starts.size()) * double(T);
-  return {total / tokens, total / std::log(2.0) / double(std::max<int64_t>(1, t.eval_bytes))};
+  const double tokens = double(t.eval_targets.tokens);
+  return {total / tokens,
+          total / std::log(2.0) / double(std::max<int64_t>(1, t.eval_targets.bytes))};
 }
 
 nlohmann::json memory_gates(const Model& model) {
@@ -471,11 +481,20 @@ StepResult train_step(Trainer& t) {
   // 1. zero the gradients
   std::fill_n(t.grads.all, t.grads.count, 0.0f);
   // 2. forward + backward over every micro-batch, through the memory across all segments
+  //    (with a loss mask: the mean over each micro-batch's scored targets, averaged over the
+  //    micro-batches; without one every target is scored and this is the mean over the step)
   double loss_sum = 0;
+  const TokenShard* mask = t.data.has_mask ? &t.data.train_mask : nullptr;
   for (int64_t a = 0; a < o.accumulate; ++a) {
-    batch_next(t.reader, t.data.train, t.inputs.data(), t.targets.data());
-    loss_sum += training_pass_run(t.model, t.grads, t.pass, t.inputs.data(), t.targets.data(),
-                                  1.0f / float(tokens_per_step));
+    batch_next(t.reader, t.data.train, t.inputs.data(), t.targets.data(), mask);
+    const int64_t scored =
+        mask ? std::max<int64_t>(1, std::count_if(t.targets.begin(), t.targets.end(),
+                                                  [](int32_t id) { return id >= 0; }))
+             : o.batch * o.seq_len;
+    const double micro_loss =
+        training_pass_run(t.model, t.grads, t.pass, t.inputs.data(), t.targets.data(),
+                          1.0f / float(o.accumulate * scored));
+    loss_sum += mask ? micro_loss * double(o.batch * o.seq_len) / double(scored) : micro_loss;
   }
   r.loss = loss_sum / double(tokens_per_step);
   // 3. nothing is applied when the numbers are not finite

@@ -25,7 +25,6 @@ using test::read_bytes;
 
 namespace fs = std::filesystem;
 
-
 std::string text_of(const std::string& path, const Tokenizer& tokenizer) {
   const TokenShard shard = TokenShard::open(path);
   std::vector<int32_t> ids(static_cast<size_t>(shard.size()));
@@ -47,7 +46,6 @@ std::string hex(uint64_t v) {
   std::snprintf(text, sizeof text, "%016llx", (unsigned long long)v);
   return text;
 }
-
 
 TEST(Prepare, Fnv1a64MatchesPublishedVectors) {
   EXPECT_EQ(fnv1a64("", 0), 0xcbf29ce484222325ull);
@@ -106,6 +104,48 @@ TEST(Prepare, ByteSplitSizesAreExactAndShardsSpellTheInput) {
   EXPECT_EQ(j["inputs"][0]["fnv1a64"], hex(fnv1a64(a.data(), a.size())));
   EXPECT_EQ(j["inputs"][1]["bytes"], b.size());
   EXPECT_EQ(j["inputs"][1]["fnv1a64"], hex(fnv1a64(b.data(), b.size())));
+}
+
+// --loss-mask: split with the tokens, named in dataset.json; a mask of another length or with
+// ids other than 0/1 is refused before anything is written.
+TEST(Prepare, LossMaskIsSplitWithTheTokens) {
+  const std::string dir = test::scratch_dir("prepare_mask");
+  const std::string text = words(2000, 3);
+  write_file_atomic(dir + "/a.txt", text);
+  std::vector<int32_t> mask(text.size());
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = text[i] == ' ' ? 1 : 0;
+  token_shard_write(dir + "/a.mask", mask, 2);
+  PrepareOptions o;
+  o.inputs = {dir + "/a.txt"};
+  o.out_dir = dir + "/out";
+  o.val_fraction = 0.25;
+  o.loss_mask = dir + "/a.mask";
+  const PrepareResult r = prepare_corpus(o);
+  const TokenShard train = TokenShard::open(o.out_dir + "/train.mask"),
+                   val = TokenShard::open(o.out_dir + "/val.mask");
+  ASSERT_EQ(train.size(), r.train_tokens);
+  ASSERT_EQ(val.size(), r.val_tokens);
+  for (int64_t i = 0; i < int64_t(mask.size()); ++i)
+    ASSERT_EQ(i < r.train_tokens ? train.at(i) : val.at(i - r.train_tokens), mask[size_t(i)]) << i;
+  const nlohmann::json j = nlohmann::json::parse(read_bytes(o.out_dir + "/dataset.json"));
+  EXPECT_EQ(j["loss_mask"]["train"], "train.mask");
+  EXPECT_EQ(j["loss_mask"]["val"], "val.mask");
+
+  // without --loss-mask a rewrite removes the old masks (they would no longer fit)
+  o.loss_mask.clear();
+  prepare_corpus(o);
+  EXPECT_FALSE(fs::exists(o.out_dir + "/train.mask"));
+  EXPECT_TRUE(
+      nlohmann::json::parse(read_bytes(o.out_dir + "/dataset.json"))["loss_mask"].is_null());
+
+  o.out_dir = dir + "/refused";
+  o.loss_mask = dir + "/short.mask";
+  token_shard_write(o.loss_mask, std::vector<int32_t>(text.size() - 1, 1), 2);
+  EXPECT_NE(error_of([&] { prepare_corpus(o); }).find("the text makes 2"), std::string::npos);
+  o.loss_mask = dir + "/wide.mask";
+  token_shard_write(o.loss_mask, std::vector<int32_t>(text.size(), 2), 3);
+  EXPECT_NE(error_of([&] { prepare_corpus(o); }).find("not 0/1"), std::string::npos);
+  EXPECT_FALSE(fs::exists(o.out_dir));
 }
 
 TEST(Prepare, SentencePieceStreamsAcrossReadBlocksAndCopiesTheModel) {

@@ -165,6 +165,9 @@ TEST_F(PasskeyCli, DataLinesUpWithPrepareAndSequentialTraining) {
   EXPECT_EQ(j["val_examples"], 2);
   const std::string text = test::read_bytes(out + "/passkey.txt");
   ASSERT_EQ(int64_t(text.size()), count * T + 1);
+  const TokenShard mask = TokenShard::open(out + "/passkey.mask");
+  ASSERT_EQ(mask.size(), count * T + 1);
+  int64_t scored = 0;
   std::istringstream index(test::read_bytes(out + "/examples.jsonl"));
   std::string line;
   int64_t i = 0;
@@ -184,17 +187,35 @@ TEST_F(PasskeyCli, DataLinesUpWithPrepareAndSequentialTraining) {
     EXPECT_EQ(example.find_first_not_of('\n', answer + qa.size()), std::string::npos);
     EXPECT_EQ(example.substr(size_t(e["key_token"].get<int64_t>()), 18),
               " The pass key is " + key.substr(0, 1));
+    // the loss mask scores the needle's copy of the key and the whole answer, nothing else
+    std::string marked;
+    std::vector<int64_t> at;
+    for (int64_t t = 0; t < T; ++t)
+      if (mask.at(i * T + t)) marked += example[size_t(t)], at.push_back(t);
+    EXPECT_EQ(marked, key + " " + key + ".");
+    ASSERT_EQ(at.size(), 2 * key.size() + 2);
+    EXPECT_EQ(at[0], e["key_token"].get<int64_t>() + 17 + int64_t(key.size()) + 15);
+    EXPECT_EQ(at[key.size()], e["prompt_tokens"].get<int64_t>());
+    scored += int64_t(at.size());
   }
   EXPECT_EQ(i, count);
+  EXPECT_EQ(mask.at(count * T), 0);
+  EXPECT_EQ(j["scored_tokens"], scored);
 
-  const std::string fraction = j["prepare"].get<std::string>().substr(
-      j["prepare"].get<std::string>().find("--val-fraction ") + 15);
-  const auto prep =
-      test::run_command(test::cli() + " prepare --input " + out + "/passkey.txt --out " + out +
-                        "/data --val-fraction " + fraction);
+  const std::string prepare = j["prepare"];  // "infini prepare --input ... --loss-mask ..."
+  ASSERT_EQ(prepare.rfind("infini prepare ", 0), 0u) << prepare;
+  EXPECT_NE(prepare.find(" --loss-mask " + out + "/passkey.mask"), std::string::npos) << prepare;
+  const auto prep = test::run_command(test::cli() + prepare.substr(6));
   ASSERT_EQ(prep.exit_code, 0) << prep.output;
   const TokenShard train = TokenShard::open(out + "/data/train.tokens");
   ASSERT_EQ(train.size(), (count - 2) * T + 1);
+  const TokenShard train_mask = TokenShard::open(out + "/data/train.mask"),
+                   val_mask = TokenShard::open(out + "/data/val.mask");
+  ASSERT_EQ(train_mask.size(), train.size());
+  ASSERT_EQ(val_mask.size(), 2 * T);
+  for (int64_t t = 0; t < mask.size(); ++t)
+    ASSERT_EQ(t < train.size() ? train_mask.at(t) : val_mask.at(t - train.size()), mask.at(t))
+        << "token " << t;
   const int64_t windows = (train.size() - 1) / T;
   EXPECT_EQ(windows, count - 2) << "every training example is one sequential window";
   for (int64_t w = 0; w < windows; ++w) EXPECT_EQ(train.at(w * T), 'T');
@@ -203,6 +224,7 @@ TEST_F(PasskeyCli, DataLinesUpWithPrepareAndSequentialTraining) {
       "/run --seq-len 512 --data-order sequential --batch 2 --steps 2 --eval-batches 1 "
       "--sample-tokens 0 --threads 1");
   EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("loss mask    train.mask"), std::string::npos) << run.output;
 }
 
 }  // namespace

@@ -131,7 +131,7 @@ TEST(CrossEntropyTest, ResultsIndependentOfThreadCount) {
 
 TEST(CrossEntropyTest, RejectsTargetsOutsideTheVocabulary) {
   std::vector<float> logits(6), losses(2);
-  const std::vector<int32_t> bad_high = {0, 3}, bad_low = {-1, 0};
+  const std::vector<int32_t> bad_high = {0, 3}, bad_low = {-2, 0};
   EXPECT_THROW(cross_entropy_forward(losses.data(), logits.data(), bad_high.data(), 2, 3), Error);
   EXPECT_THROW(cross_entropy_backward(logits.data(), logits.data(), bad_low.data(), 2, 3, 1.0f),
                Error);
@@ -139,6 +139,33 @@ TEST(CrossEntropyTest, RejectsTargetsOutsideTheVocabulary) {
     cross_entropy_forward(losses.data(), logits.data(), bad_high.data(), 2, 3);
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("target 3 of row 1"), std::string::npos) << e.what();
+  }
+}
+
+// A loss mask's ignored rows (kIgnoredTarget): loss 0 and a zero gradient row; the other rows are
+// exactly what they are without the ignored ones.
+TEST(CrossEntropyTest, IgnoredTargetsScoreNothingAndLeaveTheOtherRowsAlone) {
+  const int64_t R = 5, V = 9;
+  const std::vector<float> logits = test::random_normal(R * V, 61, 2.0f);
+  std::vector<int32_t> targets = random_targets(R, V, 62);
+  targets[1] = kIgnoredTarget;
+  targets[4] = kIgnoredTarget;
+  std::vector<float> losses(R, 7.0f), dlogits(R * V, 7.0f);
+  const double total = cross_entropy_forward(losses.data(), logits.data(), targets.data(), R, V);
+  cross_entropy_backward(dlogits.data(), logits.data(), targets.data(), R, V, 0.25f);
+  double kept = 0;
+  for (int64_t r : {0, 2, 3}) {
+    float one_loss = 0;
+    std::vector<float> one_grad(V);
+    kept += cross_entropy_forward(&one_loss, logits.data() + r * V, &targets[r], 1, V);
+    cross_entropy_backward(one_grad.data(), logits.data() + r * V, &targets[r], 1, V, 0.25f);
+    EXPECT_EQ(losses[r], one_loss) << r;
+    for (int64_t v = 0; v < V; ++v) EXPECT_EQ(dlogits[r * V + v], one_grad[v]) << r << "," << v;
+  }
+  EXPECT_EQ(total, kept);
+  for (int64_t r : {1, 4}) {
+    EXPECT_EQ(losses[r], 0.0f);
+    for (int64_t v = 0; v < V; ++v) EXPECT_EQ(dlogits[r * V + v], 0.0f);
   }
 }
 
