@@ -22,6 +22,8 @@ struct PasskeyDataFlags {
   std::string min_length = "1K", max_length = "5K", seq_len;
   int digits = 5;
   uint64_t seed = 0;
+  double aligned_fraction = 0;
+  int64_t align = 0;
   bool json = false;
 };
 
@@ -34,6 +36,8 @@ void run_passkey_data(const PasskeyDataFlags& f, bool tokenizer_given) {
   o.seq_len = f.seq_len.empty() ? o.max_length : parse_token_count(f.seq_len, "--seq-len");
   o.digits = f.digits;
   o.seed = f.seed;
+  o.aligned_fraction = f.aligned_fraction;
+  o.align = f.align;
   if (f.digits < 1 || f.digits > 18)
     throw Error("--digits", str(f.digits, ": keys have 1 to 18 digits"));
 
@@ -52,6 +56,7 @@ void run_passkey_data(const PasskeyDataFlags& f, bool tokenizer_given) {
                       "length (",
                       N, ")", f.seq_len.empty() ? "; it defaults to --max-length" : ""),
                   str("use a multiple of ", N, ", e.g. ", (o.seq_len / N + 1) * N));
+    if (o.align == 0) o.align = N;
     tokenizer = tokenizer_of_model(f.model, config);
     tokenizer_flag =
         config.tokenizer.type == "byte" ? "byte" : f.model + "/" + config.tokenizer.model_file;
@@ -150,6 +155,15 @@ void add_data(CLI::App& app) {
   passkey->add_option("--seed", f->seed, "seed of keys, lengths and positions")
       ->capture_default_str();
   passkey->add_option("--filler", f->filler, "a text file to use as the haystack");
+  passkey
+      ->add_option("--aligned-fraction", f->aligned_fraction,
+                   "this fraction of the examples get a prompt of a multiple of --align tokens\n"
+                   "(cut mid-sentence, as evaluation prompts are), so that the answer starts a\n"
+                   "fresh segment as after every 32K..1M evaluation prompt")
+      ->capture_default_str();
+  passkey->add_option("--align", f->align,
+                      "tokens for --aligned-fraction: the model's segment length (default with "
+                      "--model)");
   CLI::Option* tokenizer =
       passkey->add_option("--tokenizer", f->tokenizer, "\"byte\" or a SentencePiece .model file")
           ->capture_default_str();

@@ -80,6 +80,10 @@ PasskeyDataResult passkey_write_data(const PasskeyTemplate& t, const PasskeyData
   if (o.min_length < 1 || o.min_length > o.max_length)
     throw Error("--min-length", str(o.min_length, " tokens with --max-length ", o.max_length),
                 "need 1 <= --min-length <= --max-length");
+  if (o.aligned_fraction < 0 || o.aligned_fraction > 1 || (o.aligned_fraction > 0 && o.align < 1))
+    throw Error("--aligned-fraction",
+                str(o.aligned_fraction, " with alignment ", o.align, " tokens"),
+                "a fraction in [0, 1], and a positive --align (or --model: its segment length)");
   if (o.max_length > T)
     throw Error("--max-length", str(o.max_length, " tokens is more than --seq-len (", T, ")"),
                 "examples are padded to --seq-len tokens: make it at least --max-length");
@@ -105,7 +109,19 @@ PasskeyDataResult passkey_write_data(const PasskeyTemplate& t, const PasskeyData
                       "-digit key: the prompt without filler, the answer and a newline take ",
                       needed, " tokens"),
                   str("use --min-length ", needed, " or more"));
-    e.prompt = passkey_prompt(t, key, prompt_length, position, /*whole_sentences=*/true);
+    const bool aligned = o.aligned_fraction > 0 && rng.uniform() < o.aligned_fraction;
+    int64_t length = prompt_length;
+    if (aligned) {
+      const int64_t shortest = passkey_min_length(t, key);
+      length = prompt_length / o.align * o.align;
+      if (length < shortest) length = (shortest + o.align - 1) / o.align * o.align;
+      if (length + int64_t(e.answer.size()) + 1 > T)
+        throw Error("--aligned-fraction",
+                    str("no prompt of a multiple of ", o.align, " tokens fits in --seq-len ", T,
+                        " with its answer"),
+                    "use a longer --seq-len or --max-length");
+    }
+    e.prompt = passkey_prompt(t, key, length, position, /*whole_sentences=*/!aligned);
     e.padding = T - e.prompt.length - int64_t(e.answer.size());
   }
 

@@ -32,6 +32,13 @@ struct PasskeyDataOptions {
   int64_t seq_len = 0;                     // tokens of an example, padding included (0: max_length)
   int digits = 5;
   uint64_t seed = 0;
+  // This fraction of the examples (drawn per example; no draw at all when 0) get a prompt whose
+  // length is a multiple of `align` tokens, cut mid-sentence as the evaluation's prompts are:
+  // with align = the segment length, the answer starts a fresh segment, as it does after every
+  // evaluation prompt of 32K, 128K, ... 1M tokens, and has only the memory to read the question
+  // and the key from.
+  double aligned_fraction = 0;
+  int64_t align = 0;
 };
 
 struct PasskeyDataResult {

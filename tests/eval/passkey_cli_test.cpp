@@ -227,5 +227,44 @@ TEST_F(PasskeyCli, DataLinesUpWithPrepareAndSequentialTraining) {
   EXPECT_NE(run.output.find("loss mask    train.mask"), std::string::npos) << run.output;
 }
 
+// --aligned-fraction: those examples' prompts are a multiple of the segment length (the model's,
+// 64 for the tiny config), as the evaluation's 32K..1M prompts are, and still hold their key and
+// answer; the others keep whole sentences; a fraction outside [0, 1] is refused.
+TEST_F(PasskeyCli, AlignedExamplesEndTheirPromptAtASegmentBoundary) {
+  const std::string out = dir + "/aligned";
+  const int64_t T = 512;
+  const auto r = test::run_command(test::cli() + " data passkey --out " + out +
+                                   " --count 40 --min-length 300 --max-length 500 --seq-len 512 "
+                                   "--seed 5 --aligned-fraction 0.5 --model " +
+                                   dir + "/m");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string text = test::read_bytes(out + "/passkey.txt");
+  std::istringstream index(test::read_bytes(out + "/examples.jsonl"));
+  std::string line;
+  int64_t aligned = 0, i = 0;
+  for (; std::getline(index, line); ++i) {
+    const nlohmann::json e = nlohmann::json::parse(line);
+    const int64_t prompt = e["prompt_tokens"];
+    const std::string example = text.substr(size_t(i * T), size_t(T));
+    const std::string key = e["key"];
+    EXPECT_EQ(example.substr(size_t(prompt) - kPasskeyQuestion.size(), kPasskeyQuestion.size() + 8),
+              std::string(kPasskeyQuestion) + " " + key + ".\n");
+    EXPECT_NE(example.find(passkey_needle_text(key)), std::string::npos);
+    if (prompt % 64 == 0) {
+      ++aligned;
+    } else {  // whole sentences: the filler ends with a sentence's full stop
+      EXPECT_EQ(example[size_t(prompt) - kPasskeyQuestion.size() - 1], '.') << example;
+    }
+  }
+  EXPECT_EQ(i, 40);
+  EXPECT_GE(aligned, 10);
+  EXPECT_LE(aligned, 30);
+  const auto bad = test::run_command(test::cli() + " data passkey --out " + out +
+                                     "/bad --count 4 --min-length 300 --max-length 500 "
+                                     "--aligned-fraction 1.5 --align 64");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("--aligned-fraction"), std::string::npos) << bad.output;
+}
+
 }  // namespace
 }  // namespace infini
