@@ -72,11 +72,11 @@ void run_passkey_data(const PasskeyDataFlags& f, bool tokenizer_given) {
   progress.finish();
 
   const std::string data_dir = f.out + "/data";
-  // m / count, in the fewest digits that read back as the same double: prepare's rounding then
-  // gives exactly m whole examples
+  // (m T + 1) / tokens, in the fewest digits that read back as the same double: prepare's
+  // rounding then gives exactly m whole examples and the final newline (passkey_data.h)
   std::string val_fraction;
   if (r.val_examples) {
-    const double value = double(r.val_examples) / double(r.examples);
+    const double value = double(r.val_examples * r.seq_len + 1) / double(r.tokens);
     char text[32];
     for (int digits = 6; digits <= 17; ++digits) {
       std::snprintf(text, sizeof text, "%.*g", digits, value);

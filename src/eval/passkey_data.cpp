@@ -134,9 +134,14 @@ PasskeyDataResult passkey_write_data(const PasskeyTemplate& t, const PasskeyData
   r.seq_len = T;
   r.mask_path = (std::filesystem::path(o.out_dir) / "passkey.mask").string();
   PendingFile text(r.text_path), index(r.examples_path);
-  std::vector<int32_t> mask(size_t(o.count * T + 1), 0);  // [count * T + 1] 0/1
+  std::vector<int32_t> mask(size_t(o.count * T + 2), 0);  // [count * T + 2] 0/1
   const bool check_tokens = tok.name() != "byte";         // bytes: the text is the tokens
+  // m held-out examples at the end, after a newline of their own (passkey_data.h)
+  r.val_examples = o.count >= 5 ? std::max<int64_t>(2, std::llround(0.05 * double(o.count))) : 0;
+  const int64_t first_val = o.count - r.val_examples;
   for (size_t i = 0; i < examples.size(); ++i) {
+    const int64_t first_token = int64_t(i) * T + (int64_t(i) >= first_val ? 1 : 0);
+    if (int64_t(i) == first_val) text.write("\n");
     const Example& e = examples[i];
     std::string example = passkey_prompt_text(t, e.prompt);
     for (int32_t id : e.answer) example += tok.token_bytes(id);
@@ -149,7 +154,7 @@ PasskeyDataResult passkey_write_data(const PasskeyTemplate& t, const PasskeyData
     const nlohmann::json line = {
         {"index", i},
         {"key", p.key},
-        {"first_token", int64_t(i) * T},
+        {"first_token", first_token},
         {"prompt_tokens", p.length},
         {"answer_tokens", e.answer.size()},
         {"padding_tokens", e.padding},
@@ -157,21 +162,22 @@ PasskeyDataResult passkey_write_data(const PasskeyTemplate& t, const PasskeyData
         {"key_position", p.filler_tokens ? double(p.key_offset) / double(p.filler_tokens) : 0.0}};
     index.write(line.dump() + "\n");
     r.answer_tokens += int64_t(e.answer.size());
-    int32_t* example_mask = mask.data() + int64_t(i) * T;
+    int32_t* example_mask = mask.data() + first_token;
     for (int64_t k : second_key_tokens(tok, p)) example_mask[p.key_token + k] = 1;
     std::fill_n(example_mask + p.length, e.answer.size(), 1);
     if (on_example) on_example(int64_t(i) + 1);
   }
-  text.write("\n");  // token count * T: the last sequential window's last target
+  // the last held-out window's last target (without held-out examples: the newline before them
+  // was never written, and this one is the last training window's)
+  text.write(r.val_examples ? "\n" : "\n\n");
   token_shard_write(r.mask_path, mask, 2);
   text.commit();
   index.commit();
   for (int32_t m : mask) r.scored_tokens += m;
   r.examples = o.count;
-  r.tokens = o.count * T + 1;
-  // prepare puts the last round(tokens * f) tokens in val.tokens: with f = m / count that is
-  // m whole examples (m / count < 1/2); the trainer's held-out windows need at least two
-  r.val_examples = o.count >= 5 ? std::max<int64_t>(2, std::llround(0.05 * double(o.count))) : 0;
+  r.tokens = o.count * T + 2;
+  // prepare puts the last round(tokens * f) tokens in val.tokens: with f = (m T + 1) / tokens
+  // that is the m held-out examples and the final newline (the held-out windows need two)
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

@@ -6,9 +6,12 @@
 //             + " KEY." + newlines up to exactly T tokens (T = seq_len; at least one newline).
 // The content (prompt, answer and the first newline) has a length drawn uniformly in
 // [min_length, max_length] tokens, rounded down to a whole sentence of filler so that the text
-// tokenises back to the same tokens. DIR/passkey.txt holds the examples one after the other and
-// one newline more: count * T + 1 tokens, so that the trainer's sequential windows of T + 1
-// tokens start at tokens k T, the starts of the examples. DIR/examples.jsonl says what each holds.
+// tokenises back to the same tokens. DIR/passkey.txt holds the examples one after the other,
+// with a newline before the m held-out ones (the last 5%, at least 2; none below 5 examples) and
+// one at the end: count * T + 2 tokens. Split by `infini prepare --val-fraction (m T + 1) /
+// (count T + 2)` (the fraction the CLI prints), the training shard is (count - m) T + 1 tokens and
+// the validation shard m T + 1, so that in both the windows of T + 1 tokens start at tokens k T,
+// the starts of the examples. DIR/examples.jsonl says what each holds.
 //
 // DIR/passkey.mask is the loss mask for `infini prepare --loss-mask` (a 0/1 token shard, one id
 // per token of passkey.txt): 1 on the tokens that can be told from the example, that is the
@@ -44,7 +47,7 @@ struct PasskeyDataOptions {
 struct PasskeyDataResult {
   std::string text_path, examples_path, mask_path;
   int64_t examples = 0, seq_len = 0;
-  int64_t tokens = 0;         // in passkey.txt: examples * seq_len + 1
+  int64_t tokens = 0;         // in passkey.txt: examples * seq_len + 2
   int64_t answer_tokens = 0;  // over all examples
   int64_t scored_tokens = 0;  // ones in passkey.mask
   int64_t val_examples = 0;   // suggested for `infini prepare --val-fraction val_examples / count`

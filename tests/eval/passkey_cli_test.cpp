@@ -161,12 +161,12 @@ TEST_F(PasskeyCli, DataLinesUpWithPrepareAndSequentialTraining) {
                                    dir + "/m --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const nlohmann::json j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
-  EXPECT_EQ(j["tokens"], count * T + 1);
+  EXPECT_EQ(j["tokens"], count * T + 2);
   EXPECT_EQ(j["val_examples"], 2);
   const std::string text = test::read_bytes(out + "/passkey.txt");
-  ASSERT_EQ(int64_t(text.size()), count * T + 1);
+  ASSERT_EQ(int64_t(text.size()), count * T + 2);
   const TokenShard mask = TokenShard::open(out + "/passkey.mask");
-  ASSERT_EQ(mask.size(), count * T + 1);
+  ASSERT_EQ(mask.size(), count * T + 2);
   int64_t scored = 0;
   std::istringstream index(test::read_bytes(out + "/examples.jsonl"));
   std::string line;
@@ -174,8 +174,10 @@ TEST_F(PasskeyCli, DataLinesUpWithPrepareAndSequentialTraining) {
   for (; std::getline(index, line); ++i) {
     const nlohmann::json e = nlohmann::json::parse(line);
     const std::string key = e["key"];
-    const std::string example = text.substr(size_t(i * T), size_t(T));
-    EXPECT_EQ(e["first_token"], i * T);
+    // the two held-out examples come after a newline of their own
+    const int64_t first = i * T + (i >= count - 2 ? 1 : 0);
+    const std::string example = text.substr(size_t(first), size_t(T));
+    EXPECT_EQ(e["first_token"], first);
     EXPECT_NE(std::stoll(key) % 3, 0) << "training keys are never evaluation keys";
     EXPECT_EQ(example.rfind(kPasskeyHead, 0), 0u);
     const std::string qa = std::string(kPasskeyQuestion) + " " + key + ".\n";
@@ -191,7 +193,7 @@ TEST_F(PasskeyCli, DataLinesUpWithPrepareAndSequentialTraining) {
     std::string marked;
     std::vector<int64_t> at;
     for (int64_t t = 0; t < T; ++t)
-      if (mask.at(i * T + t)) marked += example[size_t(t)], at.push_back(t);
+      if (mask.at(first + t)) marked += example[size_t(t)], at.push_back(t);
     EXPECT_EQ(marked, key + " " + key + ".");
     ASSERT_EQ(at.size(), 2 * key.size() + 2);
     EXPECT_EQ(at[0], e["key_token"].get<int64_t>() + 17 + int64_t(key.size()) + 15);
@@ -199,7 +201,10 @@ TEST_F(PasskeyCli, DataLinesUpWithPrepareAndSequentialTraining) {
     scored += int64_t(at.size());
   }
   EXPECT_EQ(i, count);
-  EXPECT_EQ(mask.at(count * T), 0);
+  EXPECT_EQ(text[size_t((count - 2) * T)], '\n');
+  EXPECT_EQ(text[size_t(count * T + 1)], '\n');
+  EXPECT_EQ(mask.at((count - 2) * T), 0);
+  EXPECT_EQ(mask.at(count * T + 1), 0);
   EXPECT_EQ(j["scored_tokens"], scored);
 
   const std::string prepare = j["prepare"];  // "infini prepare --input ... --loss-mask ..."
@@ -212,7 +217,10 @@ TEST_F(PasskeyCli, DataLinesUpWithPrepareAndSequentialTraining) {
   const TokenShard train_mask = TokenShard::open(out + "/data/train.mask"),
                    val_mask = TokenShard::open(out + "/data/val.mask");
   ASSERT_EQ(train_mask.size(), train.size());
-  ASSERT_EQ(val_mask.size(), 2 * T);
+  ASSERT_EQ(val_mask.size(), 2 * T + 1);
+  const TokenShard val = TokenShard::open(out + "/data/val.tokens");
+  for (int64_t w = 0; w < 2; ++w)
+    EXPECT_EQ(val.at(w * T), 'T') << "held-out windows start examples";
   for (int64_t t = 0; t < mask.size(); ++t)
     ASSERT_EQ(t < train.size() ? train_mask.at(t) : val_mask.at(t - train.size()), mask.at(t))
         << "token " << t;
@@ -245,7 +253,7 @@ TEST_F(PasskeyCli, AlignedExamplesEndTheirPromptAtASegmentBoundary) {
   for (; std::getline(index, line); ++i) {
     const nlohmann::json e = nlohmann::json::parse(line);
     const int64_t prompt = e["prompt_tokens"];
-    const std::string example = text.substr(size_t(i * T), size_t(T));
+    const std::string example = text.substr(size_t(e["first_token"].get<int64_t>()), size_t(T));
     const std::string key = e["key"];
     EXPECT_EQ(example.substr(size_t(prompt) - kPasskeyQuestion.size(), kPasskeyQuestion.size() + 8),
               std::string(kPasskeyQuestion) + " " + key + ".\n");
