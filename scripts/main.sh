@@ -6,7 +6,7 @@
 # prompt streamed through the model in constant memory: the table of exact match per length x
 # position, tokens/s and the peak memory, which stays flat from 32K to 1M tokens. The model was
 # trained by scripts/train_passkey_model.sh; docs/results.md ("Passkey") has the full table: it
-# retrieves the key at 32K tokens and fails from 128K on.
+# retrieves the key at 32K and 128K tokens and fails from 256K on.
 #
 #   TRIALS=20 bash scripts/main.sh                 # more keys per cell (default 3)
 #   bash scripts/main.sh --seed 7                  # extra arguments go to `infini eval passkey`
