@@ -134,10 +134,9 @@ void add_data(CLI::App& app) {
       "with a random key (never a multiple of 3: evaluation keys are), then \" KEY.\", then\n"
       "newlines up to exactly --seq-len tokens. Writes DIR/passkey.txt (the examples in a row),\n"
       "DIR/passkey.mask (the loss mask: only the key's copy in the needle and the answer are\n"
-      "scored) and DIR/examples.jsonl (key, lengths, key position of each), and prints the "
-      "`infini\n"
-      "prepare` and `infini train --data-order sequential` commands that train on one whole\n"
-      "example per row. Example:\n"
+      "scored) and DIR/examples.jsonl (key, lengths, key position of each), and prints the\n"
+      "`infini prepare --loss-mask` and `infini train --data-order sequential` commands that\n"
+      "train on one whole example per row. Example:\n"
       "  infini data passkey --out data/passkey --count 2000 --min-length 1K --max-length 5K \\\n"
       "      --model runs/base/latest");
   passkey->add_option("--out", f->out, "output directory (created if missing)")->required();

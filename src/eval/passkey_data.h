@@ -50,7 +50,7 @@ struct PasskeyDataResult {
   int64_t tokens = 0;         // in passkey.txt: examples * seq_len + 2
   int64_t answer_tokens = 0;  // over all examples
   int64_t scored_tokens = 0;  // ones in passkey.mask
-  int64_t val_examples = 0;   // suggested for `infini prepare --val-fraction val_examples / count`
+  int64_t val_examples = 0;   // m: held out by `infini prepare --val-fraction (m T + 1) / tokens`
   double seconds = 0;
 };
 
